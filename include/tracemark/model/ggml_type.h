@@ -1,0 +1,29 @@
+// ggml tensor element types and their block layout (ids as in GGUF files).
+//
+// Layouts follow ggml's ggml-common.h; see docs/formats/gguf.md. Pure data: thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace tracemark {
+
+enum class GgmlType : uint32_t {
+  kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ8_1 = 9,
+  kQ2_K = 10, kQ3_K = 11, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kQ8_K = 15, kBF16 = 30,
+};
+
+struct GgmlTypeTraits {
+  std::string_view name;
+  uint32_t block_size;   // elements per block
+  uint32_t type_size;    // bytes per block
+  bool supported;        // this build can dequantize and multiply it
+};
+
+// Traits for a raw type id from a file; nullopt for ids ggml does not define.
+std::optional<GgmlTypeTraits> TypeTraits(uint32_t type_id);
+inline std::optional<GgmlTypeTraits> TypeTraits(GgmlType t) { return TypeTraits(static_cast<uint32_t>(t)); }
+
+}  // namespace tracemark
