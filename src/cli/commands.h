@@ -15,5 +15,12 @@ int ReportError(std::string_view command, const Status& status);
 
 // Registration functions; add one line per subcommand in main.cc.
 // (Each lives in its own <name>_cmd.cc.)
+void AddGenerateCommand(CLI::App& app, int* exit_code);
+void AddTokenizeCommand(CLI::App& app, int* exit_code);
+void AddAccountsCommand(CLI::App& app, int* exit_code);
+void AddAuditCommand(CLI::App& app, int* exit_code);
+void AddServeCommand(CLI::App& app, int* exit_code);
+void AddKeyringCommand(CLI::App& app, int* exit_code);
+void AddDetectCommand(CLI::App& app, int* exit_code);
 
 }  // namespace tracemark::cli

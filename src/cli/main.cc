@@ -29,6 +29,12 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "tracemark 0.1.0");
   int exit_code = 0;
   // Subcommands (one line each):
+  tracemark::cli::AddGenerateCommand(app, &exit_code);
+  tracemark::cli::AddTokenizeCommand(app, &exit_code);
+  tracemark::cli::AddAccountsCommand(app, &exit_code);
+  tracemark::cli::AddAuditCommand(app, &exit_code);
+  tracemark::cli::AddServeCommand(app, &exit_code);
+  tracemark::cli::AddKeyringCommand(app, &exit_code);
 
   try {
     app.parse(argc, argv);

@@ -8,9 +8,12 @@
 // No allocation per call beyond a scratch buffer reused across calls (MatMulScratch).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
+#include "tracemark/base/status.h"
 #include "tracemark/base/thread_pool.h"
 #include "tracemark/model/gguf.h"
 
@@ -21,9 +24,35 @@ struct MatMulScratch {
   std::vector<uint8_t> buf;
 };
 
-// y: n x m (row-major), x: n x k (row-major).
+// True for the weight types MatMul and GetRow handle: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,
+// Q8_0, Q4_K, Q5_K, Q6_K.
+bool MatMulSupports(GgmlType type);
+
+// Checks, once at model load, that W can be passed to MatMul/GetRow: supported type, data
+// present, ne[0] a positive multiple of the block size. MatMul itself only asserts these.
+Status CheckMatMulWeight(const gguf::TensorInfo& w);
+
+// y: n x m (row-major), x: n x k (row-major). Row r of token t is computed by the same
+// instructions whatever n and the pool size are, so results are identical across thread counts
+// and batch compositions.
 void MatMul(const gguf::TensorInfo& w, const float* x, int64_t n, float* y, ThreadPool& pool,
             MatMulScratch& scratch);
+
+// One weight of a shared-input product: y (n x m, row-major) = x W^T.
+struct MatMulOutput {
+  const gguf::TensorInfo* w = nullptr;
+  float* y = nullptr;
+};
+
+// Most outputs one MatMulShared call takes (q/k/v, gate/up need 3 and 2).
+inline constexpr size_t kMaxSharedOutputs = 8;
+
+// Several weights with the same input x and the same row length (q/k/v, gate/up): the input is
+// quantized once per activation format and all rows of all outputs go to the pool in one
+// dispatch. Each output is bit-identical to a separate MatMul call. outs.size() <=
+// kMaxSharedOutputs.
+void MatMulShared(std::span<const MatMulOutput> outs, const float* x, int64_t n, ThreadPool& pool,
+                  MatMulScratch& scratch);
 
 // Copies row `row` of W (any supported type) into dst[0..k) as fp32 (embedding lookup).
 void GetRow(const gguf::TensorInfo& w, int64_t row, float* dst);

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tracemark {
@@ -40,7 +41,9 @@ class Rng {
   uint64_t s_[4];
 };
 
-// The candidates left after truncation, ordered by descending probability.
+// The candidates left after truncation. With any truncation (top-k, top-p or min-p) they are
+// ordered by descending logit, ties by ascending id; with none they are the whole vocabulary in
+// id order (a full 262144-entry sort per token would cost more than the draw).
 struct TokenCandidates {
   std::span<const int32_t> ids;
   std::span<const float> logits;  // after ProcessLogits and temperature scaling
@@ -64,24 +67,51 @@ class SamplerHook {
   virtual void Accept(int32_t token) {}
 };
 
+// Top-k at or below this selects with a bounded heap in one pass; larger k uses nth_element.
+inline constexpr int32_t kSamplerHeapTopKMax = 512;
+// Top-p / min-p without top-k bucket the weights exp((logit - max) / T) in (0, 1] by their
+// float bits above this shift (exponent and 4 mantissa bits: 16 buckets per power of two, in
+// weight order), find the bucket where the mass crosses top_p, and sort only the tokens in
+// and above it.
+inline constexpr int kSamplerBucketShift = 19;
+inline constexpr int32_t kSamplerNumBuckets = (0x3F800000 >> kSamplerBucketShift) + 1;  // 1.0f
+// The multinomial draw skips whole blocks of this many candidates by their sums.
+inline constexpr int32_t kSamplerDrawBlock = 256;
+
 class Sampler {
  public:
-  // `hook` may be null and is not owned; it must outlive the Sampler.
+  // `hook` may be null and is not owned; it must outlive the Sampler. vocab_size must be > 0.
+  // Scratch buffers (16 bytes per vocabulary entry, 4 MiB for 262144; 24 with top-p or min-p and no top-k) are allocated here, once.
   Sampler(const SamplingParams& params, int32_t vocab_size, SamplerHook* hook = nullptr);
 
   // Picks the next token. `logits` has vocab_size entries and is used as scratch (modified).
+  // NaN and -inf logits count as probability 0. If every logit is -inf or NaN, returns the
+  // argmax rule's answer (token 0). A hook's Choose() answer outside [0, vocab_size) is ignored
+  // and the sampler draws instead.
   int32_t Sample(std::span<float> logits, std::span<const int32_t> context);
 
   const SamplingParams& params() const { return params_; }
 
  private:
+  // Fills ids_/cand_logits_/probs_ with the candidates; returns how many.
+  int32_t BuildCandidates(std::span<const float> logits);
+  // Sorts ids_[0, k) by descending logit (ties: ascending id) after selecting them as the k best.
+  void SelectTopK(std::span<const float> logits, int32_t k);
+  // Given ids_[0, n) sorted with exp-weights in weights_[0, n) (max 1) and the normalizer z,
+  // returns the kept count after top-p and min-p.
+  int32_t CutSorted(int32_t n, double z) const;
+
   SamplingParams params_;
   int32_t vocab_size_;
   SamplerHook* hook_;
   Rng rng_;
-  std::vector<int32_t> ids_;
-  std::vector<float> cand_logits_;
-  std::vector<float> probs_;
+  std::vector<int32_t> ids_;          // candidate ids (vocab_size)
+  std::vector<float> cand_logits_;    // candidate logits / temperature (vocab_size)
+  std::vector<float> probs_;          // candidate probabilities (vocab_size)
+  std::vector<float> weights_;        // exp((logit - max) / T), per vocab id or per candidate
+  std::vector<std::pair<float, int32_t>> heap_;  // bounded top-k heap (kSamplerHeapTopKMax)
+  std::vector<double> bucket_mass_;               // kSamplerNumBuckets (bucketed paths only)
+  std::vector<uint64_t> keys_;                    // sort keys, vocab_size (bucketed paths only)
 };
 
 }  // namespace tracemark

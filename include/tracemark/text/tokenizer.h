@@ -50,6 +50,11 @@ class Tokenizer {
   virtual std::string_view piece(int32_t id) const = 0;  // the vocabulary string as stored
   // Looks up a token by its exact vocabulary string; -1 if absent.
   virtual int32_t Find(std::string_view piece) const = 0;
+
+ protected:
+  // True when encoding adds a leading space (SentencePiece add_space_prefix): Decode then drops
+  // one leading space, as the Hugging Face decoders of those models do.
+  virtual bool StripsLeadingSpace() const { return false; }
 };
 
 // Turns a stream of token ids into UTF-8 text without splitting a character across pieces:
@@ -61,7 +66,7 @@ class StreamDecoder {
       : tok_(tok), skip_special_(skip_special) {}
   // Returns the text that became complete with this token (possibly empty).
   std::string Push(int32_t id);
-  // Returns whatever is held back; invalid trailing bytes become U+FFFD.
+  // Returns whatever is held back; an incomplete trailing UTF-8 sequence becomes U+FFFD.
   std::string Flush();
 
  private:

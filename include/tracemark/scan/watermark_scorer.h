@@ -1,0 +1,57 @@
+// The real document scorer: the model's tokenizer (text/) + the watermark detector (watermark/).
+//
+// WatermarkScoring loads the keyring and the GGUF tokenizer once; NewScorer() gives each worker
+// thread its own Detector (scratch buffers), sharing the immutable Tokenizer and Keyring.
+// Texts are encoded without special tokens; PII placeholders ("[EMAIL]", "<NAME>", ...) are
+// masked so that tuples touching them are skipped; scoring stops at the first end-of-generation
+// token. NewPool() builds the detector's corpus-level test (tuples de-duplicated across the
+// whole corpus) for one (account, key version). The object must outlive its scorers and pools;
+// NewScorer/NewPool/Identity are safe to call from several threads.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tracemark/base/status.h"
+#include "tracemark/scan/scorer.h"
+
+namespace tracemark::gguf {
+class GgufFile;
+}
+namespace tracemark::text {
+class Tokenizer;
+}
+namespace tracemark::watermark {
+class Keyring;
+}
+
+namespace tracemark::scan {
+
+struct WatermarkScoringOptions {
+  std::string keyring_path;
+  std::string model_path;
+  double threshold = 1e-6;  // per-document; also the account threshold
+  bool mask_placeholders = true;
+};
+
+class WatermarkScoring : public ScorerFactory, public PoolFactory {
+ public:
+  static Result<std::unique_ptr<WatermarkScoring>> Create(const WatermarkScoringOptions& options);
+  ~WatermarkScoring() override;
+
+  Result<std::unique_ptr<DocumentScorer>> NewScorer() override;
+  std::string Identity() const override { return identity_; }
+  Result<std::unique_ptr<CorpusPool>> NewPool(uint64_t account, int key_version) override;
+
+ private:
+  WatermarkScoring() = default;
+  WatermarkScoringOptions options_;
+  std::unique_ptr<watermark::Keyring> keyring_;
+  std::unique_ptr<gguf::GgufFile> gguf_;
+  std::unique_ptr<text::Tokenizer> tokenizer_;
+  std::vector<int32_t> eos_ids_;
+  std::string identity_;
+};
+
+}  // namespace tracemark::scan

@@ -1,0 +1,145 @@
+// Detection: token ids (+ a skip mask) and a keyring -> p-value, attribution and marked spans.
+//
+// For each key version (and its recorded scheme) the detector walks the tokens once, hashing each
+// context and keeping only the first occurrence of every (context, token) tuple (Three Bricks
+// "v2" de-duplication), skipping tuples that touch a masked token and everything from the first
+// EOS on. It then computes, all with exact tails in log space (stats.h):
+//   provider  the provider lane alone                          -> "is it ours?", O(tokens)
+//   account   payload lane list-decoded into <= max_candidates ids; each is verified on the
+//             account lane with its own HKDF key, Bonferroni over the candidates verified
+//   combined  provider + account lane of the best candidate, Bonferroni over the candidates
+//   window    sliding windows over provider-lane tuples, Bonferroni over the windows
+// p_value = min(1, 3 * min(provider, combined, window)), then Bonferroni over the versions tried.
+// Cost: O(tokens) PRF calls plus O(max_candidates * account-lane tuples), independent of the
+// number of accounts. docs/watermark.md has the derivations and the validity argument.
+// A Detector keeps scratch buffers: one per thread; Detect() is not reentrant.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tracemark/base/status.h"
+#include "tracemark/watermark/keyring.h"
+#include "tracemark/watermark/scheme.h"
+#include "tracemark/watermark/tuple_set.h"
+
+namespace tracemark::watermark {
+
+inline constexpr double kDefaultThreshold = 1e-6;
+inline constexpr int kDefaultWindowTuples = 48;
+inline constexpr int kDefaultMaxCandidates = 16;
+inline constexpr int kMaxCandidatesLimit = 4096;
+// Attribution is attempted only when the provider lane alone (whole text or best window) has
+// p below this; see DetectVersion.
+inline constexpr double kAttributionGate = 1e-2;
+// Documents longer than this are scored on their first kMaxDetectTokens tokens.
+inline constexpr size_t kMaxDetectTokens = size_t{1} << 26;
+
+struct DetectOptions {
+  double threshold = kDefaultThreshold;          // watermarked iff p_value < threshold
+  double account_threshold = kDefaultThreshold;  // account named iff account_p_value < this
+  std::span<const uint8_t> skip_mask;            // non-zero = masked token (placeholder, PII)
+  std::span<const int32_t> eos_ids;              // scoring stops at the first of these
+  int window_tuples = kDefaultWindowTuples;      // provider-lane tuples per window; 0 = off
+  int max_candidates = kDefaultMaxCandidates;    // list-decoding size for attribution
+  int version = 0;                               // 0 = every version in the keyring
+};
+
+struct MarkedSpan {
+  size_t begin = 0;  // token offsets [begin, end)
+  size_t end = 0;
+  double log10_p = 0;  // best window p inside, corrected for the number of windows
+};
+
+struct Detection {
+  double p_value = 1.0;  // never 0 (clamped to the smallest double); see log10_p_value
+  double log10_p_value = 0.0;
+  bool watermarked = false;
+  int64_t tokens_scored = 0;  // unique (context, token) tuples scored, all lanes
+  std::string scheme;         // canonical spec of the best version
+  int key_version = 0;
+  std::optional<uint64_t> account;
+  double account_p_value = 1.0;
+  double account_log10_p_value = 0.0;
+  std::optional<uint64_t> decoded_account;  // best candidate even when not significant
+  std::vector<MarkedSpan> spans;
+  // Components (log10, before the final correction) for reports and tests.
+  double provider_log10_p = 0, combined_log10_p = 0, window_log10_p = 0;
+  int64_t provider_tuples = 0, payload_tuples = 0, account_tuples = 0;
+  int candidates_verified = 0;
+  int versions_tested = 0;
+};
+
+// Sufficient statistic of a set of scores under one key/slot.
+struct ScoreSum {
+  double sum = 0;     // gumbel: sum of -log(1-u); kgw: green count; synthid: g=1 count
+  int64_t count = 0;  // tuples
+  void Add(double s) {
+    sum += s;
+    ++count;
+  }
+};
+
+// The score of one PRF word under a scheme, and the exact log tail of a ScoreSum.
+double WordScore(const SchemeParams& params, uint32_t word);
+double LogTail(const SchemeParams& params, const ScoreSum& s);
+
+class Detector {
+ public:
+  static Result<Detector> Create(const Keyring& keyring);
+  Result<Detection> Detect(std::span<const int32_t> tokens, const DetectOptions& options);
+
+ private:
+  struct VersionState {
+    int version = 0;
+    SchemeParams params;
+    SchemeKeys keys;
+  };
+  struct AccountTuple {
+    uint64_t hash;
+    int32_t token;
+  };
+  struct ProviderPoint {
+    size_t index;  // token offset
+    double score;
+  };
+  Detector(const Keyring& keyring) : keyring_(&keyring) {}
+  Result<Detection> DetectVersion(const VersionState& vs, std::span<const int32_t> tokens,
+                                  const DetectOptions& options, size_t end);
+
+  const Keyring* keyring_;
+  std::vector<VersionState> versions_;
+  TupleSet tuples_;
+  std::vector<AccountTuple> account_tuples_;
+  std::vector<ProviderPoint> provider_points_;
+  std::vector<ScoreSum> digit_sums_;  // payload_digits * 16
+};
+
+// Corpus-level evidence: pools documents into one test over tuples de-duplicated across the whole
+// corpus (not a product of per-document p-values, which would double count shared n-grams).
+// Scores the provider lane, plus the account lane of `account` when given. Not thread-safe.
+class CorpusDetector {
+ public:
+  static Result<CorpusDetector> Create(const Keyring& keyring, int version,
+                                       std::optional<uint64_t> account);
+  void AddDocument(std::span<const int32_t> tokens, std::span<const uint8_t> skip_mask = {},
+                   std::span<const int32_t> eos_ids = {});
+  int64_t tuples() const { return sum_.count; }
+  int64_t documents() const { return documents_; }
+  double LogPValue() const { return LogTail(params_, sum_); }
+
+ private:
+  CorpusDetector() = default;
+  SchemeParams params_;
+  SchemeKeys keys_;
+  std::optional<uint64_t> account_;
+  uint64_t account_key_ = 0;
+  TupleSet tuples_;
+  ScoreSum sum_;
+  int64_t documents_ = 0;
+};
+
+}  // namespace tracemark::watermark

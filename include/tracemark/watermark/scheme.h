@@ -1,0 +1,82 @@
+// Watermark schemes, their parameters, and the per-token key schedule shared by generation and
+// detection (docs/watermark.md explains the design).
+//
+// Every scheme draws from the same keyed PRF (prf.h) over (key, context hash, token, slot):
+//   gumbel         exponential-minimum (Gumbel-max) sampling; score -log(1-u) ~ Exp(1) under H0
+//   kgw-lefthash   KGW green list, context width h=1: +delta on green logits; green ~ Bern(gamma)
+//   kgw-selfhash   same with h=4 (the candidate is always part of the PRF input, SBW-style)
+//   synthid        SynthID-Text tournament (closed form), m layers of Bernoulli(1/2) g-values
+// Attribution lanes: the keyed context hash puts each (context) in one of three lanes:
+//   provider lane  (4/8 of contexts) provider key, slot 0            -> "is it ours?"
+//   payload lane   (2/8) provider key, slot 4 + 16*position + digit   -> decodes the account id
+//   account lane   (2/8) the account's own key, slot 0               -> verifies the decoded id
+// Plain values; thread-safe as values.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "tracemark/base/status.h"
+#include "tracemark/watermark/prf.h"
+
+namespace tracemark::watermark {
+
+enum class SchemeKind { kGumbel, kKgw, kSynthId };
+
+inline constexpr int kMaxContextWidth = 8;
+inline constexpr int kMaxSynthIdLayers = 32;  // one 32-bit word per (context, token, slot)
+inline constexpr int kPayloadRadix = 16;      // 4 bits per payload digit
+inline constexpr int kMaxPayloadDigits = 8;   // up to 2^32 account ids
+// Lane thresholds on the 32-bit lane word, in eighths of the space.
+inline constexpr uint32_t kProviderLaneEighths = 4;
+inline constexpr uint32_t kPayloadLaneEighths = 2;
+
+struct SchemeParams {
+  SchemeKind kind = SchemeKind::kGumbel;
+  int context_width = 4;          // h: tokens of context hashed with the candidate
+  double gamma = 0.25;            // KGW green fraction
+  double delta = 2.0;             // KGW logit bias
+  int layers = 30;                // SynthID tournament layers (m)
+  double unkeyed_fraction = 0.1;  // gumbel: share of steps drawn by the request RNG (diversity)
+  int payload_digits = 5;         // account id space = 16^digits (default 2^20)
+  bool skip_repeated_contexts = true;
+  // Bounded per-request history of watermarked contexts (repeated-context skipping).
+  int context_history = 8192;
+
+  uint64_t AccountSpace() const { return uint64_t{1} << (4 * payload_digits); }
+  // Canonical text form, recorded in the keyring and in detection results.
+  std::string ToSpec() const;
+  std::string_view Name() const;
+};
+
+// Parses "gumbel", "kgw-lefthash", "kgw-selfhash", "synthid", optionally followed by
+// ":key=value,..." with keys h, gamma, delta, layers, unkeyed, payload (digits), dedup (0/1),
+// history. Validates ranges; errors name the offending key.
+Result<SchemeParams> ParseSchemeSpec(std::string_view spec);
+
+inline constexpr std::string_view kDefaultSchemeSpec = "gumbel";
+
+enum class Lane : uint8_t { kProvider, kPayload, kAccount };
+
+struct ContextInfo {
+  uint64_t hash = 0;
+  Lane lane = Lane::kProvider;
+  int position = 0;  // payload digit position (payload lane)
+};
+
+// Hashes the last h tokens of `tokens[0, end)` (kPadToken before the start) under the context key.
+ContextInfo HashContext(uint64_t context_key, const SchemeParams& params,
+                        std::span<const int32_t> tokens, size_t end);
+
+inline uint32_t PayloadSlot(int position, int digit) {
+  return 4u + static_cast<uint32_t>(position) * kPayloadRadix + static_cast<uint32_t>(digit);
+}
+
+// Digit `position` (least significant first) of an account id.
+inline int PayloadDigit(uint64_t account_id, int position) {
+  return static_cast<int>((account_id >> (4 * position)) & 15u);
+}
+
+}  // namespace tracemark::watermark

@@ -1,0 +1,38 @@
+// `tracemark serve`: the OpenAI-compatible gateway (serve/server.h).
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "cli/commands.h"
+#include "tracemark/serve/server.h"
+
+namespace tracemark::cli {
+
+void AddServeCommand(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<serve::ServerOptions>();
+  CLI::App* cmd = app.add_subcommand("serve", "Serve a GGUF model through the OpenAI API with per-account watermarks");
+  cmd->add_option("--model", o->model_path, "GGUF model file")->required();
+  cmd->add_option("--keyring", o->keyring_path, "Keyring file (tracemark keyring init)")->required();
+  cmd->add_option("--db", o->db_url, "Ledger database URL (sqlite:PATH)")->required();
+  cmd->add_option("--host", o->host, "Listen address")->capture_default_str();
+  cmd->add_option("--port", o->port, "Listen port (0: any free port)")->capture_default_str();
+  cmd->add_option("--admin-token-file", o->admin_token_file, "File holding the admin API bearer token (>= 16 chars)");
+  cmd->add_option("--model-id", o->model_id, "Model id clients send (default: the file name without .gguf)");
+  cmd->add_option("--usage-journal", o->usage_journal_dir, "Usage journal directory (default: <db>.usage-journal)");
+  cmd->add_option("--slots", o->scheduler.slots, "Concurrent sequences batched together")->capture_default_str();
+  cmd->add_option("--slot-context", o->scheduler.slot_context, "Tokens per sequence (prompt + completion)")
+      ->capture_default_str();
+  cmd->add_option("--threads", o->scheduler.threads, "Compute threads")->capture_default_str();
+  cmd->add_flag("--demo-account", o->create_demo_account,
+                "Create a 'demo' account when the ledger has none and print its key and a curl example");
+  cmd->callback([o, exit_code] {
+    o->on_listening = [](const std::string& host, uint16_t port) {
+      std::fprintf(stderr, "tracemark serve: listening on http://%s:%u\n", host.c_str(), static_cast<unsigned>(port));
+      std::fflush(stderr);
+    };
+    Status s = serve::RunServer(*o);
+    *exit_code = s.ok() ? 0 : ReportError("serve", s);
+  });
+}
+
+}  // namespace tracemark::cli

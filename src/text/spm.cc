@@ -1,0 +1,362 @@
+#include "text/spm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+
+#include "text/unicode.h"
+
+namespace tracemark::text {
+namespace {
+
+constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581
+// Chunks up to this many symbols use the quadratic scan; longer ones use a heap.
+constexpr size_t kQuadraticMaxSymbols = 48;
+constexpr float kNoMerge = -std::numeric_limits<float>::infinity();
+// User-defined tokens (U+2581 runs) merge before any scored token, as in the HF merges list.
+constexpr float kUserDefinedPriority = std::numeric_limits<float>::max();
+
+std::string SpacesToMarks(std::string_view s) {
+  std::string out;
+  for (const char c : s) {
+    if (c == ' ') {
+      out.append(kSpaceMark);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+struct Symbol {
+  uint32_t start;
+  uint32_t len;
+  int32_t id;  // vocab id of text[start, start + len), -1 if none
+};
+
+inline uint64_t PairKey(int32_t a, int32_t b) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+}
+
+struct HeapEntry {
+  float priority;
+  uint32_t pos;
+  uint32_t left_len;
+  uint32_t right_len;
+  // Max-heap on priority, then min on position.
+  bool operator<(const HeapEntry& o) const {
+    return priority != o.priority ? priority < o.priority : pos > o.pos;
+  }
+};
+
+struct Scratch {
+  std::string normalized;
+  std::vector<Symbol> syms;
+  std::vector<float> pri;
+  std::vector<int32_t> prev;
+  std::vector<int32_t> next;
+  std::vector<HeapEntry> heap;
+  std::vector<int32_t> chunk_ids;
+};
+
+Scratch& LocalScratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(std::vector<std::string> pieces,
+                                                           std::vector<TokenType> types,
+                                                           std::vector<float> scores,
+                                                           const Config& config,
+                                                           std::vector<int32_t> eog_ids) {
+  std::unique_ptr<SpmTokenizer> tok(new SpmTokenizer());
+  tok->config_ = config;
+  tok->eog_ids_ = std::move(eog_ids);
+  scores.resize(pieces.size(), 0.0f);
+  tok->vocab_.Build(std::move(pieces), std::move(types));
+  const int32_t n = tok->vocab_.size();
+  tok->priority_.assign(n, kNoMerge);
+  for (int32_t id = 0; id < n; ++id) {
+    const TokenType t = tok->vocab_.type(id);
+    const std::string_view p = tok->vocab_.piece(id);
+    if (t == TokenType::kUserDefined) {
+      // The GGUF converter spells U+2581 as a space in user-defined tokens; HF keeps U+2581.
+      if (p.find(' ') != std::string_view::npos) tok->vocab_.AddAlias(SpacesToMarks(p), id);
+      tok->priority_[id] = kUserDefinedPriority;
+    } else if (t == TokenType::kNormal || t == TokenType::kControl ||
+               t == TokenType::kUnused) {
+      tok->priority_[id] = scores[id];
+    }
+  }
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);
+    tok->byte_ids_[b] = tok->vocab_.Find(name);
+  }
+  for (int c = 0; c < 128; ++c) tok->ascii_ids_[c] = tok->vocab_.Find(std::string(1, char(c)));
+  tok->space_mark_id_ = tok->vocab_.Find(kSpaceMark);
+  // Every split of a mergeable entry into two vocab entries is a merge.
+  tok->merges_.Reserve(2 * static_cast<size_t>(n));
+  for (int32_t id = 0; id < n; ++id) {
+    if (tok->priority_[id] == kNoMerge) continue;
+    const std::string text = tok->SpecialText(id);
+    if (text.size() < 2) continue;
+    if (tok->vocab_.Find(text) != id) continue;  // a duplicate spelling: the first id wins
+    uint32_t bits;
+    std::memcpy(&bits, &tok->priority_[id], sizeof(bits));
+    for (size_t k = 1; k < text.size(); ++k) {
+      if ((static_cast<unsigned char>(text[k]) & 0xC0) == 0x80) continue;  // inside a character
+      const int32_t a = tok->vocab_.Find(std::string_view(text).substr(0, k));
+      if (a < 0) continue;
+      const int32_t b = tok->vocab_.Find(std::string_view(text).substr(k));
+      if (b < 0) continue;
+      tok->merges_.Insert(PairKey(a, b), (static_cast<uint64_t>(bits) << 32) |
+                                             static_cast<uint32_t>(id));
+    }
+  }
+  // Tokens containing "x" + U+2581 (x not U+2581) would cross a word boundary.
+  for (int32_t id = 0; id < n && tok->split_words_; ++id) {
+    const TokenType t = tok->vocab_.type(id);
+    if (t != TokenType::kNormal) continue;
+    const std::string_view p = tok->vocab_.piece(id);
+    Bridge bridge;
+    for (size_t pos = p.find(kSpaceMark, 1); pos != std::string_view::npos;
+         pos = p.find(kSpaceMark, pos + 1)) {
+      if (pos >= 3 && p.substr(pos - 3, 3) == kSpaceMark) continue;
+      bridge.offsets.push_back(pos);
+    }
+    if (bridge.offsets.empty()) continue;
+    bridge.text.assign(p);
+    tok->bridges_.push_back(std::move(bridge));
+    if (tok->bridges_.size() > kMaxBridgeTokens) {
+      tok->split_words_ = false;
+      tok->bridges_.clear();
+    }
+  }
+  tok->BuildSpecials();
+  return tok;
+}
+
+std::string SpmTokenizer::SpecialText(int32_t id) const {
+  const std::string_view p = vocab_.piece(id);
+  if (vocab_.type(id) == TokenType::kUserDefined) return SpacesToMarks(p);
+  return std::string(p);
+}
+
+std::string SpmTokenizer::TokenBytes(int32_t id, bool skip_special) const {
+  if (id < 0 || id >= vocab_.size()) return std::string();
+  const TokenType t = vocab_.type(id);
+  const std::string_view p = vocab_.piece(id);
+  switch (t) {
+    case TokenType::kControl:
+    case TokenType::kUnknown:
+      return skip_special ? std::string() : std::string(p);
+    case TokenType::kUserDefined:
+      return std::string(p);
+    case TokenType::kByte:
+      for (int b = 0; b < 256; ++b) {
+        if (byte_ids_[b] == id) return std::string(1, static_cast<char>(b));
+      }
+      return std::string(p);
+    default:
+      break;
+  }
+  std::string out;
+  out.reserve(p.size());
+  for (size_t i = 0; i < p.size();) {
+    if (p.substr(i, 3) == kSpaceMark) {
+      out.push_back(' ');
+      i += 3;
+    } else {
+      out.push_back(p[i++]);
+    }
+  }
+  return out;
+}
+
+bool SpmTokenizer::IsBoundary(std::string_view text, size_t pos) const {
+  // pos starts a U+2581 and the previous character is not one.
+  for (const Bridge& b : bridges_) {
+    for (const size_t off : b.offsets) {
+      if (pos >= off && pos - off + b.text.size() <= text.size() &&
+          text.compare(pos - off, b.text.size(), b.text) == 0) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+void SpmTokenizer::EncodeFragment(std::string_view text, bool first_fragment,
+                                  std::vector<int32_t>* out) const {
+  Scratch& s = LocalScratch();
+  std::string& norm = s.normalized;
+  norm.clear();
+  norm.reserve(text.size() + text.size() / 4 + 3);
+  if (config_.add_space_prefix && first_fragment) norm.append(kSpaceMark);
+  for (const char c : text) {
+    if (c == ' ') {
+      norm.append(kSpaceMark);
+    } else {
+      norm.push_back(c);
+    }
+  }
+  const std::string_view t = norm;
+  if (!split_words_) {
+    EncodeChunk(t, out);
+    return;
+  }
+  WordCache& cache = LocalWordCache(serial_);
+  size_t start = 0;
+  auto flush = [&](size_t end) {
+    const std::string_view chunk = t.substr(start, end - start);
+    if (chunk.size() <= WordCache::kMaxWordBytes && cache.Lookup(chunk, out)) return;
+    const size_t before = out->size();
+    EncodeChunk(chunk, out);
+    cache.Insert(chunk, out->data() + before, out->size() - before);
+  };
+  // Boundaries: a U+2581 (0xE2 0x96 0x81) right after a character that is not U+2581.
+  size_t pos = 1;
+  while (pos + 2 < t.size()) {
+    const void* hit = std::memchr(t.data() + pos, 0xE2, t.size() - pos - 2);
+    if (!hit) break;
+    pos = static_cast<const char*>(hit) - t.data();
+    if (static_cast<unsigned char>(t[pos + 1]) == 0x96 &&
+        static_cast<unsigned char>(t[pos + 2]) == 0x81) {
+      const bool after_mark = pos >= 3 && t.compare(pos - 3, 3, kSpaceMark) == 0;
+      if (!after_mark && pos > start && (bridges_.empty() || IsBoundary(t, pos))) {
+        flush(pos);
+        start = pos;
+      }
+      pos += 3;
+    } else {
+      ++pos;
+    }
+  }
+  if (start < t.size()) flush(t.size());
+}
+
+void SpmTokenizer::EncodeChunk(std::string_view text, std::vector<int32_t>* out) const {
+  Scratch& s = LocalScratch();
+  std::vector<Symbol>& syms = s.syms;
+  syms.clear();
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      syms.push_back({static_cast<uint32_t>(i), 1, ascii_ids_[c]});
+      ++i;
+      continue;
+    }
+    size_t len = 1;
+    DecodeUtf8(text, i, &len);
+    const int32_t id = len == 3 && text.compare(i, 3, kSpaceMark) == 0
+                           ? space_mark_id_
+                           : vocab_.Find(text.substr(i, len));
+    syms.push_back({static_cast<uint32_t>(i), static_cast<uint32_t>(len), id});
+    i += len;
+  }
+  const size_t n = syms.size();
+  // The merge of a and b: priority and merged id (kNoMerge if none).
+  auto pair_merge = [&](const Symbol& a, const Symbol& b, int32_t* merged) {
+    if (a.id < 0 || b.id < 0) return kNoMerge;
+    const uint64_t* v = merges_.Find(PairKey(a.id, b.id));
+    if (!v) return kNoMerge;
+    *merged = static_cast<int32_t>(*v & 0xFFFFFFFFu);
+    const auto bits = static_cast<uint32_t>(*v >> 32);
+    float p;
+    std::memcpy(&p, &bits, sizeof(p));
+    return p;
+  };
+  auto emit = [&](const Symbol& sym) {
+    if (sym.id >= 0) {
+      out->push_back(sym.id);
+      return;
+    }
+    for (const char c : text.substr(sym.start, sym.len)) {
+      const int32_t b = byte_ids_[static_cast<unsigned char>(c)];
+      if (b >= 0) {
+        out->push_back(b);
+      } else if (config_.unk_id >= 0) {
+        out->push_back(config_.unk_id);
+      }
+    }
+  };
+  if (n <= kQuadraticMaxSymbols) {
+    std::vector<float>& pri = s.pri;
+    std::vector<int32_t>& merged = s.chunk_ids;
+    pri.resize(n);
+    merged.resize(n);
+    size_t m = n;
+    for (size_t i = 0; i + 1 < m; ++i) pri[i] = pair_merge(syms[i], syms[i + 1], &merged[i]);
+    while (m > 1) {
+      size_t best = 0;
+      float best_pri = kNoMerge;
+      for (size_t i = 0; i + 1 < m; ++i) {
+        if (pri[i] > best_pri) {
+          best_pri = pri[i];
+          best = i;
+        }
+      }
+      if (best_pri == kNoMerge) break;
+      syms[best].len += syms[best + 1].len;
+      syms[best].id = merged[best];
+      for (size_t i = best + 1; i + 1 < m; ++i) {
+        syms[i] = syms[i + 1];
+        pri[i] = pri[i + 1];
+        merged[i] = merged[i + 1];
+      }
+      --m;
+      if (best > 0) pri[best - 1] = pair_merge(syms[best - 1], syms[best], &merged[best - 1]);
+      if (best + 1 < m) pri[best] = pair_merge(syms[best], syms[best + 1], &merged[best]);
+    }
+    for (size_t i = 0; i < m; ++i) emit(syms[i]);
+    return;
+  }
+
+  std::vector<int32_t>& prev = s.prev;
+  std::vector<int32_t>& next = s.next;
+  prev.resize(n);
+  next.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    prev[i] = static_cast<int32_t>(i) - 1;
+    next[i] = i + 1 < n ? static_cast<int32_t>(i + 1) : -1;
+  }
+  std::vector<HeapEntry>& heap = s.heap;
+  heap.clear();
+  auto push = [&](int32_t i) {
+    if (i < 0 || next[i] < 0) return;
+    const Symbol& a = syms[i];
+    const Symbol& b = syms[next[i]];
+    int32_t merged = -1;
+    const float p = pair_merge(a, b, &merged);
+    if (p == kNoMerge) return;
+    heap.push_back({p, static_cast<uint32_t>(i), a.len, b.len});
+    std::push_heap(heap.begin(), heap.end());
+  };
+  for (size_t i = 0; i + 1 < n; ++i) push(static_cast<int32_t>(i));
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end());
+    const HeapEntry e = heap.back();
+    heap.pop_back();
+    const auto i = static_cast<int32_t>(e.pos);
+    const int32_t j = next[i];
+    // Stale if either side changed (a merged symbol only grows) or i was absorbed.
+    if (syms[i].len != e.left_len || j < 0 || syms[j].len != e.right_len) continue;
+    int32_t merged = -1;
+    pair_merge(syms[i], syms[j], &merged);
+    syms[i].len += syms[j].len;
+    syms[i].id = merged;
+    syms[j].len = 0;
+    next[i] = next[j];
+    if (next[j] >= 0) prev[next[j]] = i;
+    if (prev[i] >= 0) push(prev[i]);
+    push(i);
+  }
+  for (int32_t i = 0; i >= 0; i = next[i]) emit(syms[i]);
+}
+
+}  // namespace tracemark::text

@@ -1,0 +1,337 @@
+#include "tracemark/watermark/detector.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <queue>
+
+#include "tracemark/watermark/prf.h"
+#include "tracemark/watermark/stats.h"
+
+namespace tracemark::watermark {
+namespace {
+
+constexpr double kLn10 = 2.302585092994045684;
+constexpr int kDecodeTableBits = 12;
+
+uint32_t GreenThreshold(double gamma) {
+  return static_cast<uint32_t>(std::floor(gamma * 4294967296.0));
+}
+
+// -log(1 - u) on 4096 buckets of u: the payload decoder only ranks digits, so an approximate
+// score is enough there (verification uses exact scores on independent tuples).
+const std::array<double, 1 << kDecodeTableBits>& DecodeTable() {
+  static const auto table = [] {
+    std::array<double, 1 << kDecodeTableBits> t{};
+    for (size_t b = 0; b < t.size(); ++b) {
+      const double u = (static_cast<double>(b) + 0.5) / static_cast<double>(t.size());
+      t[b] = -std::log1p(-u);
+    }
+    return t;
+  }();
+  return table;
+}
+
+double DecodeScore(const SchemeParams& p, uint32_t w) {
+  if (p.kind == SchemeKind::kGumbel) {
+    const uint32_t bucket = w >> (32 - kDecodeTableBits);
+    if (bucket + 1 == (1u << kDecodeTableBits)) return WordScore(p, w);
+    return DecodeTable()[bucket];
+  }
+  return WordScore(p, w);
+}
+
+// Calls f(i, info) for every scorable, first-occurrence (context, token) tuple of tokens[0, end).
+template <typename F>
+void ForEachTuple(const SchemeParams& p, uint64_t context_key, std::span<const int32_t> tokens,
+                  size_t end, std::span<const uint8_t> mask, TupleSet& seen, F&& f) {
+  const size_t h = static_cast<size_t>(p.context_width);
+  int64_t last_masked = -1;
+  for (size_t i = 0; i < end; ++i) {
+    if (i < mask.size() && mask[i] != 0) last_masked = static_cast<int64_t>(i);
+    if (i < h) continue;
+    if (last_masked >= static_cast<int64_t>(i - h)) continue;
+    const ContextInfo info = HashContext(context_key, p, tokens, i);
+    if (!seen.Insert(info.hash, tokens[i])) continue;
+    f(i, info);
+  }
+}
+
+size_t ScoringEnd(std::span<const int32_t> tokens, std::span<const int32_t> eos_ids) {
+  size_t end = std::min(tokens.size(), kMaxDetectTokens);
+  if (!eos_ids.empty()) {
+    for (size_t i = 0; i < end; ++i) {
+      if (std::find(eos_ids.begin(), eos_ids.end(), tokens[i]) != eos_ids.end()) {
+        end = i;
+        break;
+      }
+    }
+  }
+  return end;
+}
+
+struct DecodeState {
+  double cost;
+  std::array<uint8_t, kMaxPayloadDigits> ranks;
+  int last;
+  bool operator>(const DecodeState& o) const { return cost > o.cost; }
+};
+
+// The `k` account ids with the highest summed digit scores (best-first over sorted digit lists;
+// each combination is reached once by incrementing ranks at positions >= the last one changed).
+std::vector<uint64_t> ListDecode(const std::vector<ScoreSum>& sums, int digits, int k) {
+  std::array<std::array<uint8_t, kPayloadRadix>, kMaxPayloadDigits> order{};
+  std::array<std::array<double, kPayloadRadix>, kMaxPayloadDigits> gap{};
+  for (int j = 0; j < digits; ++j) {
+    auto& o = order[j];
+    for (int d = 0; d < kPayloadRadix; ++d) o[d] = static_cast<uint8_t>(d);
+    const ScoreSum* s = &sums[static_cast<size_t>(j) * kPayloadRadix];
+    std::stable_sort(o.begin(), o.end(), [&](uint8_t a, uint8_t b) { return s[a].sum > s[b].sum; });
+    for (int r = 0; r < kPayloadRadix; ++r) gap[j][r] = s[o[0]].sum - s[o[r]].sum;
+  }
+  std::vector<uint64_t> out;
+  std::priority_queue<DecodeState, std::vector<DecodeState>, std::greater<>> heap;
+  heap.push(DecodeState{0.0, {}, 0});
+  while (!heap.empty() && static_cast<int>(out.size()) < k) {
+    const DecodeState st = heap.top();
+    heap.pop();
+    uint64_t id = 0;
+    for (int j = 0; j < digits; ++j) id |= static_cast<uint64_t>(order[j][st.ranks[j]]) << (4 * j);
+    out.push_back(id);
+    for (int j = st.last; j < digits; ++j) {
+      if (st.ranks[j] + 1 >= kPayloadRadix) continue;
+      DecodeState child = st;
+      child.cost += gap[j][st.ranks[j] + 1] - gap[j][st.ranks[j]];
+      ++child.ranks[j];
+      child.last = j;
+      heap.push(child);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+double WordScore(const SchemeParams& p, uint32_t w) {
+  switch (p.kind) {
+    case SchemeKind::kGumbel:
+      // -log(1 - u) with 1 - u = (2^32 - w - 1/2) / 2^32, exact in double.
+      return -std::log((4294967296.0 - static_cast<double>(w) - 0.5) * 0x1.0p-32);
+    case SchemeKind::kKgw:
+      return w < GreenThreshold(p.gamma) ? 1.0 : 0.0;
+    case SchemeKind::kSynthId: {
+      const uint32_t mask = p.layers >= 32 ? 0xFFFFFFFFu : ((1u << p.layers) - 1u);
+      return static_cast<double>(std::popcount(w & mask));
+    }
+  }
+  return 0.0;
+}
+
+double LogTail(const SchemeParams& p, const ScoreSum& s) {
+  if (s.count == 0) return 0.0;
+  switch (p.kind) {
+    case SchemeKind::kGumbel:
+      return LogGammaUpperTail(s.count, s.sum);
+    case SchemeKind::kKgw:
+      return LogBinomialUpperTail(std::llround(s.sum), s.count,
+                                  static_cast<double>(GreenThreshold(p.gamma)) * 0x1.0p-32);
+    case SchemeKind::kSynthId:
+      return LogBinomialUpperTail(std::llround(s.sum), s.count * p.layers, 0.5);
+  }
+  return 0.0;
+}
+
+Result<Detector> Detector::Create(const Keyring& keyring) {
+  Detector d(keyring);
+  for (const auto& v : keyring.versions()) {
+    VersionState vs;
+    vs.version = v.version;
+    TM_ASSIGN_OR_RETURN(vs.params, ParseSchemeSpec(v.scheme));
+    TM_ASSIGN_OR_RETURN(vs.keys, keyring.DeriveSchemeKeys(v.version));
+    d.versions_.push_back(vs);
+  }
+  return d;
+}
+
+Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<const int32_t> tokens,
+                                          const DetectOptions& options, size_t end) {
+  const SchemeParams& p = vs.params;
+  const int digits = p.payload_digits;
+  tuples_.Clear();
+  account_tuples_.clear();
+  provider_points_.clear();
+  digit_sums_.assign(static_cast<size_t>(digits) * kPayloadRadix, ScoreSum{});
+  ScoreSum provider;
+  int64_t payload_tuples = 0;
+  const uint64_t prov_key = vs.keys.provider_key;
+
+  ForEachTuple(p, vs.keys.context_key, tokens, end, options.skip_mask, tuples_,
+               [&](size_t i, const ContextInfo& info) {
+                 const int32_t tok = tokens[i];
+                 const uint32_t lo = static_cast<uint32_t>(info.hash);
+                 const uint32_t hi = static_cast<uint32_t>(info.hash >> 32);
+                 switch (info.lane) {
+                   case Lane::kProvider: {
+                     const double s = WordScore(p, Philox4x32(prov_key, {lo, hi, static_cast<uint32_t>(tok), 0})[0]);
+                     provider.Add(s);
+                     provider_points_.push_back({i, s});
+                     break;
+                   }
+                   case Lane::kPayload: {
+                     ++payload_tuples;
+                     ScoreSum* sums = &digit_sums_[static_cast<size_t>(info.position) * kPayloadRadix];
+                     const uint32_t first_block = PayloadSlot(info.position, 0) >> 2;
+                     for (uint32_t b = 0; b < kPayloadRadix / 4; ++b) {
+                       const PhiloxBlock w = Philox4x32(prov_key, {lo, hi, static_cast<uint32_t>(tok), first_block + b});
+                       for (uint32_t k = 0; k < 4; ++k) sums[4 * b + k].Add(DecodeScore(p, w[k]));
+                     }
+                     break;
+                   }
+                   case Lane::kAccount:
+                     account_tuples_.push_back({info.hash, tok});
+                     break;
+                 }
+               });
+
+  Detection det;
+  det.scheme = p.ToSpec();
+  det.key_version = vs.version;
+  det.provider_tuples = provider.count;
+  det.payload_tuples = payload_tuples;
+  det.account_tuples = static_cast<int64_t>(account_tuples_.size());
+  det.tokens_scored = provider.count + payload_tuples + det.account_tuples;
+
+  const double log_provider = LogTail(p, provider);
+
+  // Localized detection over provider-lane tuples.
+  double log_window = 0.0;
+  const size_t w = options.window_tuples > 0 ? static_cast<size_t>(options.window_tuples) : 0;
+  const size_t n = provider_points_.size();
+  if (w > 0 && n >= w) {
+    const size_t stride = std::max<size_t>(1, w / 2);
+    std::vector<size_t> starts;
+    for (size_t s = 0; s + w <= n; s += stride) starts.push_back(s);
+    if (starts.back() + w < n) starts.push_back(n - w);
+    const double windows = static_cast<double>(starts.size());
+    std::vector<double> prefix(n + 1, 0.0);
+    for (size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + provider_points_[i].score;
+    double best = 0.0;
+    const double log_threshold = std::log(options.threshold);
+    for (size_t s : starts) {
+      ScoreSum ws{prefix[s + w] - prefix[s], static_cast<int64_t>(w)};
+      const double lp = LogBonferroni(LogTail(p, ws), windows);
+      best = std::min(best, lp);
+      if (lp < log_threshold) {
+        const size_t b = provider_points_[s].index - static_cast<size_t>(p.context_width);
+        const size_t e = provider_points_[s + w - 1].index + 1;
+        if (!det.spans.empty() && b <= det.spans.back().end) {
+          det.spans.back().end = std::max(det.spans.back().end, e);
+          det.spans.back().log10_p = std::min(det.spans.back().log10_p, lp / kLn10);
+        } else {
+          det.spans.push_back({b, e, lp / kLn10});
+        }
+      }
+    }
+    log_window = best;
+  }
+
+  // Attribution: list-decode the payload, verify each candidate on the account lane.
+  double log_combined = 0.0, log_account = 0.0;
+  // Gate: attribution runs only when the provider lane (global or windowed) shows evidence at
+  // kAttributionGate. Reporting needs both, so the account test stays valid (it only gets
+  // rarer) and null documents cost no key derivations.
+  const bool gate = std::min(log_provider, log_window) < std::log(kAttributionGate);
+  if (gate && !account_tuples_.empty() && payload_tuples > 0) {
+    const int k = std::clamp(options.max_candidates, 1, kMaxCandidatesLimit);
+    const std::vector<uint64_t> candidates = ListDecode(digit_sums_, digits, k);
+    double best_log = 1.0;
+    ScoreSum best_sum;
+    for (uint64_t id : candidates) {
+      TM_ASSIGN_OR_RETURN(uint64_t akey, keyring_->DeriveAccountKey(vs.version, id));
+      ScoreSum s;
+      for (const auto& t : account_tuples_) {
+        s.Add(WordScore(p, TokenWord(akey, t.hash, t.token, 0)));
+      }
+      const double lp = LogTail(p, s);
+      if (lp < best_log) {
+        best_log = lp;
+        best_sum = s;
+        det.decoded_account = id;
+      }
+    }
+    det.candidates_verified = static_cast<int>(candidates.size());
+    const double m = static_cast<double>(candidates.size());
+    log_account = LogBonferroni(best_log, m);
+    ScoreSum combined = provider;
+    combined.sum += best_sum.sum;
+    combined.count += best_sum.count;
+    log_combined = LogBonferroni(LogTail(p, combined), m);
+  } else {
+    log_combined = log_provider;
+  }
+
+  det.provider_log10_p = log_provider / kLn10;
+  det.combined_log10_p = log_combined / kLn10;
+  det.window_log10_p = log_window / kLn10;
+  det.log10_p_value = LogBonferroni(std::min({log_provider, log_combined, log_window}), 3.0) / kLn10;
+  det.account_log10_p_value = log_account / kLn10;
+  return det;
+}
+
+Result<Detection> Detector::Detect(std::span<const int32_t> tokens, const DetectOptions& options) {
+  const size_t end = ScoringEnd(tokens, options.eos_ids);
+  std::optional<Detection> best;
+  int tested = 0;
+  for (const auto& vs : versions_) {
+    if (options.version != 0 && vs.version != options.version) continue;
+    TM_ASSIGN_OR_RETURN(Detection d, DetectVersion(vs, tokens, options, end));
+    ++tested;
+    if (!best || d.log10_p_value < best->log10_p_value) best = std::move(d);
+  }
+  if (!best) return NotFound("keyring has no key version " + std::to_string(options.version));
+  Detection det = std::move(*best);
+  det.versions_tested = tested;
+  const double versions = static_cast<double>(tested);
+  det.log10_p_value = LogBonferroni(det.log10_p_value * kLn10, versions) / kLn10;
+  det.account_log10_p_value = LogBonferroni(det.account_log10_p_value * kLn10, versions) / kLn10;
+  det.p_value = PValueFromLog(det.log10_p_value * kLn10);
+  det.account_p_value = PValueFromLog(det.account_log10_p_value * kLn10);
+  det.watermarked = det.log10_p_value * kLn10 < std::log(options.threshold);
+  if (det.decoded_account && det.account_log10_p_value * kLn10 < std::log(options.account_threshold)) {
+    det.account = det.decoded_account;
+  }
+  return det;
+}
+
+Result<CorpusDetector> CorpusDetector::Create(const Keyring& keyring, int version,
+                                              std::optional<uint64_t> account) {
+  CorpusDetector c;
+  const int v = version == 0 ? keyring.active_version() : version;
+  const KeyVersion* kv = keyring.Find(v);
+  if (kv == nullptr) return NotFound("keyring has no key version " + std::to_string(v));
+  TM_ASSIGN_OR_RETURN(c.params_, ParseSchemeSpec(kv->scheme));
+  TM_ASSIGN_OR_RETURN(c.keys_, keyring.DeriveSchemeKeys(v));
+  c.account_ = account;
+  if (account) {
+    TM_ASSIGN_OR_RETURN(c.account_key_, keyring.DeriveAccountKey(v, *account));
+  }
+  return c;
+}
+
+void CorpusDetector::AddDocument(std::span<const int32_t> tokens, std::span<const uint8_t> skip_mask,
+                                 std::span<const int32_t> eos_ids) {
+  ++documents_;
+  const size_t end = ScoringEnd(tokens, eos_ids);
+  ForEachTuple(params_, keys_.context_key, tokens, end, skip_mask, tuples_,
+               [&](size_t i, const ContextInfo& info) {
+                 if (info.lane == Lane::kProvider) {
+                   sum_.Add(WordScore(params_, TokenWord(keys_.provider_key, info.hash, tokens[i], 0)));
+                 } else if (info.lane == Lane::kAccount && account_) {
+                   sum_.Add(WordScore(params_, TokenWord(account_key_, info.hash, tokens[i], 0)));
+                 }
+               });
+}
+
+}  // namespace tracemark::watermark

@@ -1,0 +1,284 @@
+#include "tracemark/watermark/detector.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "watermark/synthetic.h"
+#include "tracemark/watermark/hook.h"
+#include "tracemark/watermark/placeholders.h"
+
+namespace tracemark::watermark {
+namespace {
+
+// Smaller than a real vocabulary to keep the suite fast; the schemes do not depend on it.
+constexpr int32_t kTestVocab = 8192;
+
+Keyring TestKeyring(std::string_view spec, uint8_t fill = 0x5a) {
+  std::vector<uint8_t> secret(32, fill);
+  auto ring = Keyring::FromSecret(secret, spec);
+  EXPECT_TRUE(ring.ok()) << ring.status().message();
+  return std::move(ring).value();
+}
+
+// A watermarked continuation of a short random prompt; returns only the generated tokens.
+std::vector<int32_t> Generate(const Keyring& ring, uint64_t account, int n, uint64_t seed,
+                              float temperature = 1.0f) {
+  sim::SyntheticLmOptions o;
+  o.vocab_size = kTestVocab;
+  o.temperature = temperature;
+  sim::SyntheticLm lm(o, seed);
+  std::vector<int32_t> tokens{1, 2, 3, 4};
+  auto hook = MakeWatermarkHook(ring, account);
+  EXPECT_TRUE(hook.ok()) << hook.status().message();
+  lm.Generate(tokens, n, hook->get(), seed ^ 0xabcdef);
+  return std::vector<int32_t>(tokens.begin() + 4, tokens.end());
+}
+
+std::vector<int32_t> Unwatermarked(int n, uint64_t seed) {
+  sim::SyntheticLmOptions o;
+  o.vocab_size = kTestVocab;
+  sim::SyntheticLm lm(o, seed);
+  std::vector<int32_t> tokens{1, 2, 3, 4};
+  lm.Generate(tokens, n, nullptr, seed ^ 0x1234);
+  return std::vector<int32_t>(tokens.begin() + 4, tokens.end());
+}
+
+class SchemeTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(SchemeTest, DetectsAndAttributesWatermarkedText) {
+  const Keyring ring = TestKeyring(GetParam());
+  auto det = Detector::Create(ring);
+  ASSERT_TRUE(det.ok());
+  int detected = 0, attributed = 0, wrong = 0;
+  const int trials = 12;
+  for (int t = 0; t < trials; ++t) {
+    const uint64_t account = (0x9E3779B9ull * (t + 1)) % (1u << 20);
+    const auto tokens = Generate(ring, account, 400, 100 + t);
+    auto d = det->Detect(tokens, DetectOptions{});
+    ASSERT_TRUE(d.ok());
+    detected += d->watermarked;
+    if (d->account) {
+      (*d->account == account ? attributed : wrong) += 1;
+    }
+    EXPECT_GT(d->p_value, 0.0);
+    EXPECT_EQ(d->key_version, 1);
+  }
+  std::printf("%s: 400 tokens: detected %d/%d, attributed %d, wrong %d\n", GetParam(), detected,
+              trials, attributed, wrong);
+  EXPECT_GE(detected, trials - 1) << GetParam();
+  // KGW carries less evidence per token than Gumbel/SynthID at these entropies.
+  EXPECT_GE(attributed, std::string(GetParam()).rfind("kgw", 0) == 0 ? 2 : trials / 2) << GetParam();
+  EXPECT_EQ(wrong, 0) << GetParam();
+}
+
+TEST_P(SchemeTest, NullTextIsNotDetected) {
+  const Keyring ring = TestKeyring(GetParam());
+  auto det = Detector::Create(ring);
+  ASSERT_TRUE(det.ok());
+  for (int t = 0; t < 10; ++t) {
+    auto d = det->Detect(Unwatermarked(300, 7 + t), DetectOptions{});
+    ASSERT_TRUE(d.ok());
+    EXPECT_FALSE(d->watermarked);
+    EXPECT_FALSE(d->account.has_value());
+    EXPECT_GT(d->p_value, 1e-4);
+  }
+}
+
+TEST_P(SchemeTest, OtherKeyringDoesNotDetect) {
+  const Keyring ring = TestKeyring(GetParam(), 1);
+  const Keyring other = TestKeyring(GetParam(), 2);
+  auto det = Detector::Create(other);
+  ASSERT_TRUE(det.ok());
+  auto d = det->Detect(Generate(ring, 5, 400, 3), DetectOptions{});
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->watermarked);
+  EXPECT_GT(d->p_value, 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Schemes, SchemeTest,
+                         ::testing::Values("gumbel", "kgw-lefthash", "kgw-selfhash", "synthid"));
+
+// Empirical false-positive rate on never-watermarked token sequences (Zipf ids: repeated
+// n-grams as in human text) is within sampling error of alpha for the exact provider test, and
+// the reported p-value (corrected) is conservative.
+TEST(Calibration, NullFprWithinSamplingError) {
+  for (const char* spec : {"gumbel", "kgw-lefthash", "synthid"}) {
+    const Keyring ring = TestKeyring(spec);
+    auto det = Detector::Create(ring);
+    ASSERT_TRUE(det.ok());
+    Rng rng(99);
+    const int docs = 4000;
+    int prov_1e2 = 0, prov_1e3 = 0, final_1e2 = 0, final_1e3 = 0;
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < docs; ++i) {
+      tokens.clear();
+      sim::ZipfTokens(tokens, 250, 3000, 1.1, rng);
+      auto d = det->Detect(tokens, DetectOptions{});
+      ASSERT_TRUE(d.ok());
+      prov_1e2 += d->provider_log10_p < -2;
+      prov_1e3 += d->provider_log10_p < -3;
+      final_1e2 += d->log10_p_value < -2;
+      final_1e3 += d->log10_p_value < -3;
+    }
+    // Binomial(4000, 0.01): mean 40, sd 6.3; Binomial(4000, 0.001): mean 4, sd 2.
+    // KGW's count statistic is discrete, so its realized size is at most alpha.
+    const bool discrete = std::string(spec) != "gumbel";
+    EXPECT_LE(prov_1e2, 40 + 4 * 6.3) << spec;
+    EXPECT_GE(prov_1e2, discrete ? 10 : 40 - 4 * 6.3) << spec;
+    EXPECT_LE(prov_1e3, 4 + 4 * 2 + 1) << spec;
+    EXPECT_LE(final_1e2, 40 + 4 * 6.3) << spec;
+    EXPECT_LE(final_1e3, 4 + 4 * 2 + 1) << spec;
+    std::printf("%s: provider FPR@1e-2 %d/%d, @1e-3 %d/%d; reported p FPR@1e-2 %d, @1e-3 %d\n",
+                spec, prov_1e2, docs, prov_1e3, docs, final_1e2, final_1e3);
+  }
+}
+
+TEST(Detector, EachTupleScoredOnce) {
+  const Keyring ring = TestKeyring("gumbel");
+  auto det = Detector::Create(ring);
+  const auto phrase = Generate(ring, 3, 40, 11);
+  std::vector<int32_t> repeated;
+  for (int r = 0; r < 30; ++r) repeated.insert(repeated.end(), phrase.begin(), phrase.end());
+  auto once = det->Detect(phrase, DetectOptions{});
+  auto many = det->Detect(repeated, DetectOptions{});
+  ASSERT_TRUE(once.ok() && many.ok());
+  // The repeats add only the few tuples whose context spans the seam between copies.
+  EXPECT_LE(many->tokens_scored, once->tokens_scored + 4 + 1);
+  // 30 copies would give ~30x the evidence if repeats were scored; de-duplicated they add at
+  // most the seam tuples.
+  EXPECT_GT(many->log10_p_value, once->log10_p_value - 4.0);
+}
+
+TEST(Detector, MaskAndEosSkipTokens) {
+  const Keyring ring = TestKeyring("gumbel");
+  auto det = Detector::Create(ring);
+  auto tokens = Generate(ring, 3, 300, 12);
+  auto full = det->Detect(tokens, DetectOptions{});
+  ASSERT_TRUE(full.ok());
+  // Masking everything scores nothing.
+  std::vector<uint8_t> mask(tokens.size(), 1);
+  DetectOptions o;
+  o.skip_mask = mask;
+  auto none = det->Detect(tokens, o);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->tokens_scored, 0);
+  EXPECT_EQ(none->p_value, 1.0);
+  // One masked token removes the h+1 tuples that touch it.
+  std::fill(mask.begin(), mask.end(), 0);
+  mask[100] = 1;
+  auto one = det->Detect(tokens, o);
+  EXPECT_GE(full->tokens_scored - one->tokens_scored, 4);
+  EXPECT_LE(full->tokens_scored - one->tokens_scored, 5);
+  // EOS: scoring stops at the first EOS.
+  std::vector<int32_t> eos{tokens[150]};
+  DetectOptions e;
+  e.eos_ids = eos;
+  auto cut = det->Detect(tokens, e);
+  size_t first = 0;
+  while (tokens[first] != eos[0]) ++first;
+  EXPECT_LE(cut->tokens_scored, static_cast<int64_t>(first));
+}
+
+TEST(Detector, LocalizesMarkedSpanInMixedDocument) {
+  const Keyring ring = TestKeyring("gumbel");
+  auto det = Detector::Create(ring);
+  auto marked = Generate(ring, 8, 250, 21);
+  std::vector<int32_t> doc = Unwatermarked(1200, 5);
+  const size_t at = 700;
+  doc.insert(doc.begin() + at, marked.begin(), marked.end());
+  auto d = det->Detect(doc, DetectOptions{});
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->watermarked);
+  ASSERT_FALSE(d->spans.empty());
+  for (const auto& s : d->spans) {
+    EXPECT_GE(s.end, at);
+    EXPECT_LE(s.begin, at + marked.size());
+  }
+}
+
+TEST(Detector, NeverReturnsZeroForVeryStrongEvidence) {
+  const Keyring ring = TestKeyring("gumbel:unkeyed=0");
+  auto det = Detector::Create(ring);
+  auto d = det->Detect(Generate(ring, 1, 4000, 4), DetectOptions{});
+  ASSERT_TRUE(d.ok());
+  EXPECT_LT(d->log10_p_value, -300.0);
+  EXPECT_GT(d->p_value, 0.0);
+}
+
+TEST(Detector, RotatedKeyringStillDetectsOldVersion) {
+  const std::string path = std::string(TM_BINARY_DIR) + "/detector_rotate_" + std::to_string(::getpid());
+  ::unlink(path.c_str());
+  auto ring = Keyring::Create(path, "gumbel");
+  ASSERT_TRUE(ring.ok());
+  const auto tokens = Generate(*ring, 77, 300, 31);
+  ASSERT_TRUE(ring->Rotate(path, "kgw-selfhash").ok());
+  auto loaded = Keyring::Load(path);
+  ::unlink(path.c_str());
+  ASSERT_TRUE(loaded.ok());
+  auto det = Detector::Create(*loaded);
+  auto d = det->Detect(tokens, DetectOptions{});
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->watermarked);
+  EXPECT_EQ(d->key_version, 1);
+  EXPECT_EQ(d->versions_tested, 2);
+}
+
+TEST(CorpusDetector, PoolsUniqueTuplesAcrossDocuments) {
+  const Keyring ring = TestKeyring("gumbel");
+  auto corpus = CorpusDetector::Create(ring, 0, std::nullopt);
+  ASSERT_TRUE(corpus.ok());
+  const auto doc = Generate(ring, 3, 60, 41);
+  corpus->AddDocument(doc);
+  const int64_t once = corpus->tuples();
+  corpus->AddDocument(doc);  // a duplicate document adds nothing
+  EXPECT_EQ(corpus->tuples(), once);
+  for (int i = 0; i < 20; ++i) corpus->AddDocument(Generate(ring, 3, 60, 50 + i));
+  EXPECT_LT(corpus->LogPValue(), std::log(1e-6));
+  auto null_corpus = CorpusDetector::Create(ring, 0, std::nullopt);
+  for (int i = 0; i < 20; ++i) null_corpus->AddDocument(Unwatermarked(60, 80 + i));
+  EXPECT_GT(null_corpus->LogPValue(), std::log(1e-4));
+}
+
+TEST(Hook, SkipsRepeatedContextsAndKeepsDiversity) {
+  const Keyring ring = TestKeyring("gumbel");
+  // Same prompt, same key, different request seeds: outputs differ (unkeyed steps).
+  EXPECT_NE(Generate(ring, 3, 60, 5), Generate(ring, 3, 60, 5 ^ 0xffff));
+  const Keyring det_ring = TestKeyring("gumbel:unkeyed=0");
+  // Without the unkeyed share, the keyed choice is a function of the context and distribution.
+  sim::SyntheticLmOptions o;
+  o.vocab_size = kTestVocab;
+  sim::SyntheticLm a(o, 9), b(o, 9);
+  std::vector<int32_t> ta{1, 2, 3, 4}, tb{1, 2, 3, 4};
+  auto ha = MakeWatermarkHook(det_ring, 1), hb = MakeWatermarkHook(det_ring, 1);
+  a.Generate(ta, 50, ha->get(), 1);
+  b.Generate(tb, 50, hb->get(), 2);
+  EXPECT_EQ(ta, tb);
+}
+
+}  // namespace
+}  // namespace tracemark::watermark
+
+namespace tracemark::watermark {
+namespace {
+
+TEST(Placeholders, FindsCommonMaskingStyles) {
+  const std::string text = "Mail [EMAIL] or call <PHONE_NUMBER>, ask {{NAME}}; [redacted] <b> [A]";
+  const auto r = FindPlaceholders(text);
+  ASSERT_EQ(r.size(), 4u);
+  EXPECT_EQ(text.substr(r[0].first, r[0].second - r[0].first), "[EMAIL]");
+  EXPECT_EQ(text.substr(r[1].first, r[1].second - r[1].first), "<PHONE_NUMBER>");
+  EXPECT_EQ(text.substr(r[2].first, r[2].second - r[2].first), "{{NAME}}");
+  EXPECT_EQ(text.substr(r[3].first, r[3].second - r[3].first), "[A]");
+}
+
+TEST(Placeholders, MasksOverlappingTokens) {
+  // Tokens: "ab" [0,2) "[EM" [2,5) "AIL]" [5,9) " x" [9,11)
+  const std::vector<size_t> offsets{0, 2, 5, 9, 11};
+  const std::vector<std::pair<size_t, size_t>> ranges{{2, 9}};
+  EXPECT_EQ(MaskTokens(offsets, ranges), (std::vector<uint8_t>{0, 1, 1, 0}));
+  EXPECT_EQ(MaskTokens(offsets, {}), (std::vector<uint8_t>{0, 0, 0, 0}));
+}
+
+}  // namespace
+}  // namespace tracemark::watermark

@@ -1,0 +1,172 @@
+#include "tracemark/watermark/scheme.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+namespace tracemark::watermark {
+namespace {
+
+std::string FormatDouble(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.6g", v);
+  return buf;
+}
+
+Result<double> ParseDouble(std::string_view key, std::string_view text) {
+  double v = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size() || !std::isfinite(v)) {
+    return InvalidArgument("scheme spec: '" + std::string(key) + "=" + std::string(text) +
+                           "' is not a number");
+  }
+  return v;
+}
+
+Result<int> ParseInt(std::string_view key, std::string_view text) {
+  int v = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size()) {
+    return InvalidArgument("scheme spec: '" + std::string(key) + "=" + std::string(text) +
+                           "' is not an integer");
+  }
+  return v;
+}
+
+}  // namespace
+
+std::string_view SchemeParams::Name() const {
+  switch (kind) {
+    case SchemeKind::kGumbel:
+      return "gumbel";
+    case SchemeKind::kKgw:
+      return context_width == 1 ? "kgw-lefthash" : "kgw-selfhash";
+    case SchemeKind::kSynthId:
+      return "synthid";
+  }
+  return "unknown";
+}
+
+std::string SchemeParams::ToSpec() const {
+  std::string s(Name());
+  s += ":h=" + std::to_string(context_width);
+  switch (kind) {
+    case SchemeKind::kGumbel:
+      s += ",unkeyed=" + FormatDouble(unkeyed_fraction);
+      break;
+    case SchemeKind::kKgw:
+      s += ",gamma=" + FormatDouble(gamma) + ",delta=" + FormatDouble(delta);
+      break;
+    case SchemeKind::kSynthId:
+      s += ",layers=" + std::to_string(layers);
+      break;
+  }
+  s += ",payload=" + std::to_string(payload_digits);
+  s += ",dedup=" + std::string(skip_repeated_contexts ? "1" : "0");
+  s += ",history=" + std::to_string(context_history);
+  return s;
+}
+
+Result<SchemeParams> ParseSchemeSpec(std::string_view spec) {
+  SchemeParams p;
+  const size_t colon = spec.find(':');
+  const std::string_view name = spec.substr(0, colon);
+  if (name == "gumbel") {
+    p.kind = SchemeKind::kGumbel;
+    p.context_width = 4;
+  } else if (name == "kgw-lefthash") {
+    p.kind = SchemeKind::kKgw;
+    p.context_width = 1;
+  } else if (name == "kgw-selfhash") {
+    p.kind = SchemeKind::kKgw;
+    p.context_width = 4;
+  } else if (name == "synthid") {
+    p.kind = SchemeKind::kSynthId;
+    p.context_width = 4;
+  } else {
+    return InvalidArgument("scheme spec: unknown scheme '" + std::string(name) +
+                           "' (expected gumbel, kgw-lefthash, kgw-selfhash or synthid)");
+  }
+  std::string_view rest = colon == std::string_view::npos ? std::string_view() : spec.substr(colon + 1);
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    const size_t eq = item.find('=');
+    if (eq == std::string_view::npos) {
+      return InvalidArgument("scheme spec: '" + std::string(item) + "' is not key=value");
+    }
+    const std::string_view key = item.substr(0, eq), value = item.substr(eq + 1);
+    if (key == "h") {
+      TM_ASSIGN_OR_RETURN(p.context_width, ParseInt(key, value));
+    } else if (key == "gamma") {
+      TM_ASSIGN_OR_RETURN(p.gamma, ParseDouble(key, value));
+    } else if (key == "delta") {
+      TM_ASSIGN_OR_RETURN(p.delta, ParseDouble(key, value));
+    } else if (key == "layers") {
+      TM_ASSIGN_OR_RETURN(p.layers, ParseInt(key, value));
+    } else if (key == "unkeyed") {
+      TM_ASSIGN_OR_RETURN(p.unkeyed_fraction, ParseDouble(key, value));
+    } else if (key == "payload") {
+      TM_ASSIGN_OR_RETURN(p.payload_digits, ParseInt(key, value));
+    } else if (key == "dedup") {
+      TM_ASSIGN_OR_RETURN(int v, ParseInt(key, value));
+      if (v != 0 && v != 1) return InvalidArgument("scheme spec: dedup must be 0 or 1");
+      p.skip_repeated_contexts = v == 1;
+    } else if (key == "history") {
+      TM_ASSIGN_OR_RETURN(p.context_history, ParseInt(key, value));
+    } else {
+      return InvalidArgument("scheme spec: unknown parameter '" + std::string(key) + "'");
+    }
+  }
+  if (p.context_width < 1 || p.context_width > kMaxContextWidth) {
+    return InvalidArgument("scheme spec: h must be in [1, " + std::to_string(kMaxContextWidth) + "]");
+  }
+  if (!(p.gamma > 0.0 && p.gamma < 1.0)) return InvalidArgument("scheme spec: gamma must be in (0, 1)");
+  if (!(p.delta >= 0.0 && p.delta <= 20.0)) return InvalidArgument("scheme spec: delta must be in [0, 20]");
+  if (p.layers < 1 || p.layers > kMaxSynthIdLayers) {
+    return InvalidArgument("scheme spec: layers must be in [1, " + std::to_string(kMaxSynthIdLayers) + "]");
+  }
+  if (!(p.unkeyed_fraction >= 0.0 && p.unkeyed_fraction < 1.0)) {
+    return InvalidArgument("scheme spec: unkeyed must be in [0, 1)");
+  }
+  if (p.payload_digits < 1 || p.payload_digits > kMaxPayloadDigits) {
+    return InvalidArgument("scheme spec: payload (digits of 4 bits) must be in [1, " +
+                           std::to_string(kMaxPayloadDigits) + "]");
+  }
+  if (p.context_history < 0 || p.context_history > (1 << 20)) {
+    return InvalidArgument("scheme spec: history must be in [0, 1048576]");
+  }
+  return p;
+}
+
+ContextInfo HashContext(uint64_t context_key, const SchemeParams& params,
+                        std::span<const int32_t> tokens, size_t end) {
+  // Up to four tokens per Philox block; wider contexts chain blocks through the hash.
+  auto at = [&](int back) -> uint32_t {  // back = 1 is the token just before `end`
+    return end >= static_cast<size_t>(back) ? static_cast<uint32_t>(tokens[end - back]) : kPadToken;
+  };
+  const int h = params.context_width;
+  PhiloxBlock block{at(1), h >= 2 ? at(2) : 0u, h >= 3 ? at(3) : 0u, h >= 4 ? at(4) : 0u};
+  block = Philox4x32(context_key, block);
+  if (h > 4) {
+    block = Philox4x32(context_key ^ 0x9E3779B97F4A7C15ull,
+                       {block[0] ^ at(5), block[1] ^ (h >= 6 ? at(6) : 0u),
+                        block[2] ^ (h >= 7 ? at(7) : 0u), block[3] ^ (h >= 8 ? at(8) : 0u)});
+  }
+  ContextInfo info;
+  info.hash = (static_cast<uint64_t>(block[1]) << 32) | block[0];
+  const uint32_t lane_word = block[2] >> 29;  // eighths
+  if (lane_word < kProviderLaneEighths) {
+    info.lane = Lane::kProvider;
+  } else if (lane_word < kProviderLaneEighths + kPayloadLaneEighths) {
+    info.lane = Lane::kPayload;
+    info.position = static_cast<int>(block[3] % static_cast<uint32_t>(params.payload_digits));
+  } else {
+    info.lane = Lane::kAccount;
+  }
+  return info;
+}
+
+}  // namespace tracemark::watermark

@@ -1,0 +1,70 @@
+#include "tracemark/watermark/scheme.h"
+
+#include <gtest/gtest.h>
+
+#include "tracemark/watermark/prf.h"
+
+namespace tracemark::watermark {
+namespace {
+
+// Known-answer vectors of Philox4x32-10 from the Random123 distribution (kat_vectors).
+TEST(Philox, Random123KnownAnswers) {
+  EXPECT_EQ(Philox4x32(0, {0, 0, 0, 0}),
+            (PhiloxBlock{0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}));
+  EXPECT_EQ(Philox4x32(0xffffffffffffffffull, {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}),
+            (PhiloxBlock{0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}));
+  EXPECT_EQ(Philox4x32(0x299f31d0a4093822ull, {0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}),
+            (PhiloxBlock{0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}));
+}
+
+TEST(SchemeSpec, DefaultsAndRoundTrip) {
+  for (const char* spec : {"gumbel", "kgw-lefthash", "kgw-selfhash", "synthid",
+                           "gumbel:h=2,unkeyed=0,payload=8", "kgw-selfhash:gamma=0.5,delta=1.5",
+                           "synthid:layers=20,dedup=0,history=100"}) {
+    auto p = ParseSchemeSpec(spec);
+    ASSERT_TRUE(p.ok()) << spec << ": " << p.status().message();
+    auto again = ParseSchemeSpec(p->ToSpec());
+    ASSERT_TRUE(again.ok()) << p->ToSpec();
+    EXPECT_EQ(again->ToSpec(), p->ToSpec());
+  }
+  EXPECT_EQ(ParseSchemeSpec("kgw-lefthash")->context_width, 1);
+  EXPECT_EQ(ParseSchemeSpec("kgw-selfhash")->context_width, 4);
+  EXPECT_EQ(ParseSchemeSpec("gumbel")->AccountSpace(), uint64_t{1} << 20);
+  EXPECT_EQ(ParseSchemeSpec("gumbel:payload=8")->AccountSpace(), uint64_t{1} << 32);
+}
+
+TEST(SchemeSpec, RejectsBadInput) {
+  for (const char* spec : {"", "aaronson", "gumbel:h=0", "gumbel:h=9", "kgw-lefthash:gamma=1",
+                           "kgw-lefthash:gamma=abc", "synthid:layers=33", "gumbel:payload=9",
+                           "gumbel:unkeyed=1", "gumbel:nope=1", "gumbel:h", "gumbel:dedup=2"}) {
+    EXPECT_FALSE(ParseSchemeSpec(spec).ok()) << spec;
+  }
+}
+
+TEST(HashContext, LanesAreBalancedAndDeterministic) {
+  auto p = *ParseSchemeSpec("gumbel");
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 40000; ++i) tokens.push_back((i * 7919) % 49152);
+  int lanes[3] = {0, 0, 0};
+  std::vector<int> positions(p.payload_digits, 0);
+  for (size_t i = 4; i < tokens.size(); ++i) {
+    const ContextInfo a = HashContext(1234, p, tokens, i);
+    const ContextInfo b = HashContext(1234, p, tokens, i);
+    ASSERT_EQ(a.hash, b.hash);
+    ++lanes[static_cast<int>(a.lane)];
+    if (a.lane == Lane::kPayload) ++positions[a.position];
+  }
+  const double n = static_cast<double>(tokens.size() - 4);
+  EXPECT_NEAR(lanes[0] / n, 0.5, 0.02);
+  EXPECT_NEAR(lanes[1] / n, 0.25, 0.02);
+  EXPECT_NEAR(lanes[2] / n, 0.25, 0.02);
+  for (int c : positions) EXPECT_NEAR(c / (lanes[1] / static_cast<double>(p.payload_digits)), 1.0, 0.1);
+  // Only the last h tokens matter.
+  std::vector<int32_t> a{1, 2, 3, 4, 5, 6}, b{9, 9, 3, 4, 5, 6};
+  EXPECT_EQ(HashContext(7, p, a, 6).hash, HashContext(7, p, b, 6).hash);
+  EXPECT_NE(HashContext(7, p, a, 6).hash, HashContext(8, p, a, 6).hash);
+  EXPECT_NE(HashContext(7, p, a, 6).hash, HashContext(7, p, a, 5).hash);
+}
+
+}  // namespace
+}  // namespace tracemark::watermark
