@@ -1,6 +1,8 @@
 #!/work/oracle/bin/python
 """Writes the GGUF fuzz seed corpus (fuzz/corpus/gguf/), every file under 4 KiB.
 
+Seed files have no extension on purpose: the repository's .gitignore ignores *.gguf.
+
 valid_* files come from the PyPI `gguf` package's GGUFWriter (an independent writer, so the
 seeds also pin interoperability) plus a hand-built version-2 file; bad_* files are valid files
 with one field corrupted. tm_gguf_corpus_test replays them on every build and checks that
@@ -107,37 +109,40 @@ def main():
     seeds = {}
     with tempfile.TemporaryDirectory() as tmp:
         t = pathlib.Path(tmp)
-        seeds["valid_small_llama.gguf"] = write_with_gguf_writer(t / "a.gguf", small_model)
-        seeds["valid_kquants_align64.gguf"] = write_with_gguf_writer(t / "b.gguf", kquants, alignment=64)
-    small = seeds["valid_small_llama.gguf"]
-    seeds["valid_v2.gguf"] = hand_built_v2()
-    seeds["valid_header_only.gguf"] = header_only(0, 0)
+        seeds["valid_small_llama"] = write_with_gguf_writer(t / "a", small_model)
+        seeds["valid_kquants_align64"] = write_with_gguf_writer(t / "b", kquants, alignment=64)
+    small = seeds["valid_small_llama"]
+    seeds["valid_v2"] = hand_built_v2()
+    seeds["valid_header_only"] = header_only(0, 0)
     kv_u32 = gguf_string("general.alignment") + struct.pack("<II", 4, 3)
     seeds.update({
-        "bad_magic.gguf": b"GGML" + small[4:],
-        "bad_version1.gguf": small[:4] + struct.pack("<I", 1) + small[8:],
-        "bad_big_endian.gguf": small[:4] + struct.pack(">I", 3) + small[8:],
-        "bad_truncated_half.gguf": small[: len(small) // 2],
-        "bad_truncated_data.gguf": small[:-33],  # GGUFWriter pads the end: cut into the last tensor
-        "bad_huge_string.gguf": header_only(0, 1, gguf_string("k") + struct.pack("<IQ", 8, 1 << 62)),
-        "bad_huge_array.gguf": header_only(0, 1, gguf_string("k") + struct.pack("<IIQ", 9, 8, 1 << 40)),
-        "bad_nested_too_deep.gguf": header_only(
+        "bad_magic": b"GGML" + small[4:],
+        "bad_version1": small[:4] + struct.pack("<I", 1) + small[8:],
+        "bad_big_endian": small[:4] + struct.pack(">I", 3) + small[8:],
+        "bad_truncated_half": small[: len(small) // 2],
+        "bad_truncated_data": small[:-33],  # GGUFWriter pads the end: cut into the last tensor
+        "bad_huge_string": header_only(0, 1, gguf_string("k") + struct.pack("<IQ", 8, 1 << 62)),
+        "bad_huge_array": header_only(0, 1, gguf_string("k") + struct.pack("<IIQ", 9, 8, 1 << 40)),
+        "bad_nested_too_deep": header_only(
             0, 1, gguf_string("k") + struct.pack("<IIQIQIQI", 9, 9, 1, 9, 1, 4, 1, 7)),
-        "bad_unknown_value_type.gguf": header_only(0, 1, gguf_string("k") + struct.pack("<II", 13, 0)),
-        "bad_bool_value.gguf": header_only(0, 1, gguf_string("k") + struct.pack("<IB", 7, 2)),
-        "bad_duplicate_key.gguf": header_only(0, 2, (gguf_string("k") + struct.pack("<II", 4, 1)) * 2),
-        "bad_alignment_3.gguf": tensor_file("w", [4], 0, 0, extra_kv=kv_u32, n_kv=1),
-        "bad_ndims5.gguf": tensor_file("w", [1, 1, 1, 1, 1], 0, 0),
-        "bad_zero_dim.gguf": tensor_file("w", [4, 0], 0, 0),
-        "bad_dim_overflow.gguf": tensor_file("w", [1 << 32, 1 << 32, 4], 0, 0),
-        "bad_unknown_tensor_type.gguf": tensor_file("w", [32], 99, 0),
-        "bad_block_multiple.gguf": tensor_file("w", [33], 2, 0),
-        "bad_misaligned_offset.gguf": tensor_file("w", [4], 0, 4),
-        "bad_data_past_eof.gguf": tensor_file("w", [64], 0, 0, data_bytes=16),
-        "bad_duplicate_tensor.gguf": (lambda one: b"GGUF" + struct.pack("<IQQ", 3, 2, 0) + one + one
+        "bad_unknown_value_type": header_only(0, 1, gguf_string("k") + struct.pack("<II", 13, 0)),
+        "bad_bool_value": header_only(0, 1, gguf_string("k") + struct.pack("<IB", 7, 2)),
+        "bad_duplicate_key": header_only(0, 2, (gguf_string("k") + struct.pack("<II", 4, 1)) * 2),
+        "bad_alignment_3": tensor_file("w", [4], 0, 0, extra_kv=kv_u32, n_kv=1),
+        "bad_ndims5": tensor_file("w", [1, 1, 1, 1, 1], 0, 0),
+        "bad_zero_dim": tensor_file("w", [4, 0], 0, 0),
+        "bad_dim_overflow": tensor_file("w", [1 << 32, 1 << 32, 4], 0, 0),
+        "bad_unknown_tensor_type": tensor_file("w", [32], 99, 0),
+        "bad_block_multiple": tensor_file("w", [33], 2, 0),
+        "bad_misaligned_offset": tensor_file("w", [4], 0, 4),
+        "bad_data_past_eof": tensor_file("w", [64], 0, 0, data_bytes=16),
+        "bad_duplicate_tensor": (lambda one: b"GGUF" + struct.pack("<IQQ", 3, 2, 0) + one + one
                                       + b"\0" * (-(24 + 2 * len(one)) % 32) + b"\0" * 64)(
             gguf_string("w") + struct.pack("<IQIQ", 1, 4, 0, 0)),
     })
+    for old in out.iterdir():
+        if old.is_file():
+            old.unlink()
     for name, data in sorted(seeds.items()):
         assert len(data) < MAX_SEED_BYTES, (name, len(data))
         (out / name).write_bytes(data)

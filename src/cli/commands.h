@@ -22,5 +22,6 @@ void AddAuditCommand(CLI::App& app, int* exit_code);
 void AddServeCommand(CLI::App& app, int* exit_code);
 void AddKeyringCommand(CLI::App& app, int* exit_code);
 void AddDetectCommand(CLI::App& app, int* exit_code);
+void AddScanCommand(CLI::App& app, int* exit_code);
 
 }  // namespace tracemark::cli

@@ -39,9 +39,13 @@ Status RunGenerate(const GenerateArgs& a) {
 
   std::vector<int32_t> prompt;
   if (a.chat) {
-    TM_ASSIGN_OR_RETURN(std::string rendered, text::ApplyGgufChatTemplate(model->file(), a.prompt));
-    // The rendered template carries its own BOS where the model wants one.
-    prompt = tok->Encode(rendered, /*add_special=*/false, /*parse_special=*/true);
+    auto tmpl = ChatTemplate::FromGguf(model->file());
+    if (!tmpl.ok()) return tmpl.status().WithContext("--chat");
+    const ChatMessage message{"user", a.prompt};
+    TM_ASSIGN_OR_RETURN(std::string rendered, tmpl->Render(std::span<const ChatMessage>(&message, 1), true));
+    prompt = tok->Encode(rendered, /*add_special=*/true, /*parse_special=*/true);
+    // Templates that write the BOS text themselves would get a second BOS from add_special.
+    if (prompt.size() >= 2 && prompt[0] == tok->bos_id() && prompt[1] == tok->bos_id()) prompt.erase(prompt.begin());
   } else {
     prompt = tok->Encode(a.prompt, /*add_special=*/true, /*parse_special=*/false);
   }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "attention.h"
 #include "ops.h"
 
 namespace tracemark {
@@ -57,9 +58,10 @@ struct Context::Impl {
   std::vector<float> inv_freq[2];
   std::vector<float> rope_cos[2], rope_sin[2];
   std::vector<float> scores;  // per thread, n_ctx each
-  // Tiled (prefill) attention: per thread kAttnTile * group * n_ctx scores and one K and V row.
-  std::vector<float> tile_scores, tile_kv;
-  size_t tile_scores_stride = 0, tile_kv_stride = 0;
+  // Tiled (prefill) attention scratch, per thread (attn::ScratchFloats).
+  std::vector<float> tile_scratch;
+  size_t tile_scratch_stride = 0;
+  int32_t tile_rows = 1;  // query rows per tile: kAttnTile, fewer for many heads per kv head
   // Per Decode: runs of consecutive rows of one sequence, split into tiles (first row, rows).
   std::vector<std::pair<int32_t, int32_t>> tiles;
   MatMulScratch mm;
@@ -129,10 +131,14 @@ Result<std::unique_ptr<Context>> Context::Create(const Model& model, const Conte
   m.out_x.assign(static_cast<size_t>(opt.max_outputs) * c.n_embd, 0.0f);
   m.scores.assign(static_cast<size_t>(opt.n_threads) * opt.n_ctx, 0.0f);
   const int32_t group = c.n_head / c.n_head_kv;
-  m.tile_scores_stride = static_cast<size_t>(std::min(kAttnTile, opt.max_batch)) * group * opt.n_ctx;
-  m.tile_scores.assign(static_cast<size_t>(opt.n_threads) * m.tile_scores_stride, 0.0f);
-  m.tile_kv_stride = static_cast<size_t>(c.head_dim_k + c.head_dim_v);
-  m.tile_kv.assign(static_cast<size_t>(opt.n_threads) * m.tile_kv_stride, 0.0f);
+  if (group > attn::kMaxBlockQueries) {
+    return Unimplemented("context: more than " + std::to_string(attn::kMaxBlockQueries) +
+                         " query heads per kv head are not supported");
+  }
+  m.tile_rows = std::max(1, std::min({kAttnTile, opt.max_batch, attn::kMaxBlockQueries / group}));
+  m.tile_scratch_stride = attn::ScratchFloats(m.tile_rows * group, opt.n_ctx,
+                                               c.head_dim_k, c.head_dim_v);
+  m.tile_scratch.assign(static_cast<size_t>(opt.n_threads) * m.tile_scratch_stride, 0.0f);
   m.tiles.reserve(opt.max_batch);
   m.next_pos.assign(opt.n_seq, 0);
 
@@ -269,7 +275,7 @@ Status Context::Decode(const Batch& batch) {
   bool all_single = true;
   for (int32_t t = 0; t < n;) {
     int32_t len = 1;
-    while (t + len < n && len < kAttnTile && batch.seq[t + len] == batch.seq[t]) ++len;
+    while (t + len < n && len < m.tile_rows && batch.seq[t + len] == batch.seq[t]) ++len;
     if (len > 1) all_single = false;
     m.tiles.emplace_back(t, len);
     t += len;
@@ -389,57 +395,37 @@ Status Context::Decode(const Batch& batch) {
       const int32_t p0 = batch.pos[t0];
       const int32_t lo_first = swa ? std::max(0, p0 - c.sliding_window + 1) : 0;
       const int32_t span = p0 + T - 1 - lo_first + 1;
-      float* S = m.tile_scores.data() + static_cast<size_t>(thread) * m.tile_scores_stride;
-      float* kbuf = m.tile_kv.data() + static_cast<size_t>(thread) * m.tile_kv_stride;
-      float* vbuf = kbuf + Dk;
       const size_t head_base = (static_cast<size_t>(s) * Hkv + kvh) * lc.cells;
-      auto row_lo = [&](int32_t i) { return swa ? std::max(0, p0 + i - c.sliding_window + 1) : 0; };
-      int32_t cell = lo_first % lc.cells;
-      for (int32_t j = 0; j < span; ++j) {
-        const int32_t p = lo_first + j;
-        const float* kr;
-        if (m.f16) {
-          ops::F16ToF32(lc.k16.data() + (head_base + cell) * Dk, kbuf, Dk);
-          kr = kbuf;
-        } else {
-          kr = lc.k32.data() + (head_base + cell) * Dk;
-        }
-        for (int32_t i = 0; i < T; ++i) {
-          if (p < row_lo(i) || p > p0 + i) continue;
-          const float* qrow = m.q.data() + static_cast<size_t>(t0 + i) * qd + static_cast<size_t>(kvh) * group * Dk;
-          for (int32_t g = 0; g < group; ++g) {
-            S[static_cast<size_t>(i * group + g) * span + j] = c.attn_scale * ops::Dot(qrow + g * Dk, kr, Dk);
-          }
-        }
-        if (++cell == lc.cells) cell = 0;
+      attn::KvView view;
+      if (m.f16) {
+        view.k16 = lc.k16.data() + head_base * Dk;
+        view.v16 = lc.v16.data() + head_base * Dv;
+      } else {
+        view.k32 = lc.k32.data() + head_base * Dk;
+        view.v32 = lc.v32.data() + head_base * Dv;
       }
+      view.cells = lc.cells;
+      view.first_cell = lo_first % lc.cells;
+      view.dk = Dk;
+      view.dv = Dv;
+      const float* qp[attn::kMaxBlockQueries];
+      float* op[attn::kMaxBlockQueries];
+      int32_t lo[attn::kMaxBlockQueries], hi[attn::kMaxBlockQueries];
+      int32_t nq = 0;
       for (int32_t i = 0; i < T; ++i) {
-        const int32_t a = row_lo(i) - lo_first, b = p0 + i - lo_first;
-        float* orow = m.att.data() + static_cast<size_t>(t0 + i) * od + static_cast<size_t>(kvh) * group * Dv;
+        const int32_t pos = p0 + i;
+        const int32_t row_lo = swa ? std::max(0, pos - c.sliding_window + 1) : 0;
         for (int32_t g = 0; g < group; ++g) {
-          ops::Softmax(S + static_cast<size_t>(i * group + g) * span + a, b - a + 1);
+          const int32_t hh = kvh * group + g;
+          qp[nq] = m.q.data() + static_cast<size_t>(t0 + i) * qd + static_cast<size_t>(hh) * Dk;
+          op[nq] = m.att.data() + static_cast<size_t>(t0 + i) * od + static_cast<size_t>(hh) * Dv;
+          lo[nq] = row_lo - lo_first;
+          hi[nq] = pos - lo_first;
+          ++nq;
         }
-        std::fill(orow, orow + static_cast<size_t>(group) * Dv, 0.0f);
       }
-      cell = lo_first % lc.cells;
-      for (int32_t j = 0; j < span; ++j) {
-        const int32_t p = lo_first + j;
-        const float* vr;
-        if (m.f16) {
-          ops::F16ToF32(lc.v16.data() + (head_base + cell) * Dv, vbuf, Dv);
-          vr = vbuf;
-        } else {
-          vr = lc.v32.data() + (head_base + cell) * Dv;
-        }
-        for (int32_t i = 0; i < T; ++i) {
-          if (p < row_lo(i) || p > p0 + i) continue;
-          float* orow = m.att.data() + static_cast<size_t>(t0 + i) * od + static_cast<size_t>(kvh) * group * Dv;
-          for (int32_t g = 0; g < group; ++g) {
-            ops::Axpy(S[static_cast<size_t>(i * group + g) * span + j], vr, orow + g * Dv, Dv);
-          }
-        }
-        if (++cell == lc.cells) cell = 0;
-      }
+      attn::AttendBlock(view, span, nq, qp, op, lo, hi, c.attn_scale,
+                        m.tile_scratch.data() + static_cast<size_t>(thread) * m.tile_scratch_stride);
     };
     int64_t attn_work = 0;
     for (int32_t t = 0; t < n; ++t) {

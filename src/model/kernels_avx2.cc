@@ -285,7 +285,7 @@ void RowsQ6K(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t k, cons
                                    _mm256_and_si256(qh, bits45));
         codes[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
                                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
-        const __m128i sc_half = _mm_cvtepi8_epi16(_mm_srli_si128(sc8, 8 * h));
+        const __m128i sc_half = _mm_cvtepi8_epi16(h == 0 ? sc8 : _mm_unpackhi_epi64(sc8, sc8));
         const __m256i sc_b = _mm256_broadcastsi128_si256(sc_half);
         for (int i = 0; i < 4; ++i) {
           const __m256i scv = _mm256_shuffle_epi8(sc_b, pick[i]);

@@ -174,9 +174,7 @@ inline void Rows32Row(const uint8_t* w, size_t row_bytes, int64_t r, int64_t nb,
       }
     }
     const Block* gb = blocks + g;
-    __m512i pidx = pair_base;
-    int j = 0;
-    for (; j + 2 <= cnt; j += 2, pidx = _mm512_add_epi32(pidx, two)) {
+    auto pair = [&](int j, __m512i pidx) {
       const __m512i codes = Codes64(gb[j], gb[j + 1]);
       __m512i ucodes = codes;
       __mmask64 neg = 0;
@@ -190,6 +188,18 @@ inline void Rows32Row(const uint8_t* w, size_t row_bytes, int64_t r, int64_t nb,
         const __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ucodes, a));
         acc[t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(pidx, sc[t]), p, acc[t]);
       }
+    };
+    __m512i pidx = pair_base;
+    int j = 0;
+    if (cnt == kGroupBlocks) {
+      // Full group: a constant trip count the compiler unrolls (no loop overhead per pair).
+#pragma GCC unroll 8
+      for (int jj = 0; jj < kGroupBlocks; jj += 2) {
+        pair(jj, _mm512_add_epi32(pair_base, _mm512_set1_epi32(jj)));
+      }
+      j = kGroupBlocks;
+    } else {
+      for (; j + 2 <= cnt; j += 2, pidx = _mm512_add_epi32(pidx, two)) pair(j, pidx);
     }
     if (j < cnt) {
       const __m256i codes = Codes32(gb[j]);

@@ -147,6 +147,16 @@ TEST(ChatTemplateTest, LimitsAreEnforced) {
   EXPECT_EQ(ChatTemplate::FromString(parens, std::nullopt, std::nullopt).status().code(),
             StatusCode::kResourceExhausted);
 
+  // Long left-associative chains nest in the tree just like parentheses.
+  std::string attrs = "{{ x";
+  for (int i = 0; i < 5000; ++i) attrs += ".a";
+  EXPECT_EQ(ChatTemplate::FromString(attrs + " }}", std::nullopt, std::nullopt).status().code(),
+            StatusCode::kResourceExhausted);
+  std::string sum = "{{ 1";
+  for (int i = 0; i < 5000; ++i) sum += " + 1";
+  EXPECT_EQ(ChatTemplate::FromString(sum + " }}", std::nullopt, std::nullopt).status().code(),
+            StatusCode::kResourceExhausted);
+
   std::vector<ChatMessage> msgs = {{"user", "hi"}};
   auto render = [&](const std::string& src) {
     Result<ChatTemplate> t = ChatTemplate::FromString(src, std::nullopt, std::nullopt);
@@ -160,9 +170,19 @@ TEST(ChatTemplateTest, LimitsAreEnforced) {
                 .code(),
             StatusCode::kResourceExhausted);
   EXPECT_EQ(render("{{ 'x' * 100000000 }}").status().code(), StatusCode::kResourceExhausted);
-  EXPECT_EQ(render("{% for i in range(2000) %}{% for j in range(2000) %}{% endfor %}{% endfor %}").status().code(),
+  EXPECT_EQ(render("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}").status().code(),
             StatusCode::kResourceExhausted);
   EXPECT_EQ(render("{{ range(100000000) | length }}").status().code(), StatusCode::kResourceExhausted);
+  // Values nested deeper than the limit (built one level per iteration) are refused.
+  EXPECT_EQ(render("{% set ns = namespace(x=0) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}"
+                   "{% endfor %}{{ ns.x | length }}")
+                .status()
+                .code(),
+            StatusCode::kResourceExhausted);
+  // A namespace that contains itself renders (and the cycle is broken after rendering).
+  Result<std::string> cyc = render("{% set ns = namespace() %}{% set ns.self = [ns] %}{{ ns.self | length }}");
+  ASSERT_TRUE(cyc.ok()) << cyc.status().ToString();
+  EXPECT_EQ(*cyc, "1");
 }
 
 TEST(ChatTemplateTest, StrftimeNowUsesTheGivenClock) {

@@ -550,6 +550,20 @@ class Parser {
     ~DepthGuard() { --p_->depth_; }
     Parser* p_;
   };
+  // Left-associative chains (a + b + c, x.a.b.c, x | f | g) are built in loops but nest in the
+  // AST, which evaluation and destruction walk recursively: each link counts as one level.
+  struct ChainGuard {
+    explicit ChainGuard(Parser* p) : p_(p) {}
+    void Link() {
+      ++n_;
+      if (++p_->depth_ > p_->max_depth_) {
+        LimitHit("expression chain or nesting deeper than " + std::to_string(p_->max_depth_) + " levels");
+      }
+    }
+    ~ChainGuard() { p_->depth_ -= n_; }
+    Parser* p_;
+    int n_ = 0;
+  };
 
   const Token& Cur() const { return toks_[pos_]; }
   const Token& Peek(size_t ahead = 1) const { return toks_[std::min(pos_ + ahead, toks_.size() - 1)]; }
@@ -708,7 +722,9 @@ class Parser {
   NodePtr ParseExpr() {
     DepthGuard guard(this);
     NodePtr e = ParseOr();
+    ChainGuard chain(this);
     while (IsName("if")) {
+      chain.Link();
       const int line = Cur().line;
       Advance();
       NodePtr cond = ParseOr();
@@ -728,7 +744,9 @@ class Parser {
 
   NodePtr ParseOr() {
     NodePtr l = ParseAnd();
+    ChainGuard chain(this);
     while (IsName("or")) {
+      chain.Link();
       const int line = Cur().line;
       Advance();
       NodePtr n = Make(NodeKind::kOr, line);
@@ -741,7 +759,9 @@ class Parser {
 
   NodePtr ParseAnd() {
     NodePtr l = ParseNot();
+    ChainGuard chain(this);
     while (IsName("and")) {
+      chain.Link();
       const int line = Cur().line;
       Advance();
       NodePtr n = Make(NodeKind::kAnd, line);
@@ -766,6 +786,7 @@ class Parser {
   NodePtr ParseCompare() {
     NodePtr first = ParseMath1();
     NodePtr n;
+    ChainGuard chain(this);
     while (true) {
       std::string op;
       if (Cur().type == Tok::kOp && (Cur().text == "==" || Cur().text == "!=" || Cur().text == "<" ||
@@ -782,6 +803,7 @@ class Parser {
       } else {
         break;
       }
+      chain.Link();
       if (!n) {
         n = Make(NodeKind::kCompare, first->line);
         n->kids.push_back(std::move(first));
@@ -802,7 +824,9 @@ class Parser {
 
   NodePtr ParseMath1() {
     NodePtr l = ParseConcat();
+    ChainGuard chain(this);
     while (IsOp("+") || IsOp("-")) {
+      chain.Link();
       const std::string op = Cur().text;
       const int line = Cur().line;
       Advance();
@@ -813,7 +837,9 @@ class Parser {
 
   NodePtr ParseConcat() {
     NodePtr l = ParseMath2();
+    ChainGuard chain(this);
     while (IsOp("~")) {
+      chain.Link();
       const int line = Cur().line;
       Advance();
       l = Binary("~", std::move(l), ParseMath2(), line);
@@ -823,7 +849,9 @@ class Parser {
 
   NodePtr ParseMath2() {
     NodePtr l = ParsePow();
+    ChainGuard chain(this);
     while (IsOp("*") || IsOp("/") || IsOp("//") || IsOp("%")) {
+      chain.Link();
       const std::string op = Cur().text;
       const int line = Cur().line;
       Advance();
@@ -834,7 +862,9 @@ class Parser {
 
   NodePtr ParsePow() {
     NodePtr l = ParseUnary(true);
+    ChainGuard chain(this);
     while (IsOp("**")) {
+      chain.Link();
       const int line = Cur().line;
       Advance();
       l = Binary("**", std::move(l), ParseUnary(true), line);
@@ -969,6 +999,7 @@ class Parser {
   }
 
   NodePtr ParsePostfix(NodePtr node) {
+    ChainGuard chain(this);
     while (true) {
       if (IsOp(".")) {
         const int line = Cur().line;
@@ -980,12 +1011,15 @@ class Parser {
           Advance();
           n->kids.push_back(std::move(node));
           n->kids.push_back(std::move(key));
-          node = std::move(n);
+          chain.Link();
+          chain.Link();
+        node = std::move(n);
           continue;
         }
         NodePtr n = Make(NodeKind::kAttr, line);
         n->name = ExpectName();
         n->kids.push_back(std::move(node));
+        chain.Link();
         node = std::move(n);
       } else if (IsOp("[")) {
         const int line = Cur().line;
@@ -1010,11 +1044,13 @@ class Parser {
           n->kids.push_back(std::move(parts[1]));
           n->kids.push_back(std::move(parts[2]));
         }
+        chain.Link();
         node = std::move(n);
       } else if (IsOp("(")) {
         NodePtr n = Make(NodeKind::kCall, Cur().line);
         n->kids.push_back(std::move(node));
         ParseArgs(n.get());
+        chain.Link();
         node = std::move(n);
       } else {
         return node;
@@ -1023,6 +1059,7 @@ class Parser {
   }
 
   NodePtr ParseFilterExpr(NodePtr node) {
+    ChainGuard chain(this);
     while (true) {
       if (IsOp("|")) {
         const int line = Cur().line;
@@ -1031,6 +1068,7 @@ class Parser {
         n->name = ExpectName();
         n->kids.push_back(std::move(node));
         if (IsOp("(")) ParseArgs(n.get());
+        chain.Link();
         node = std::move(n);
       } else if (IsName("is")) {
         const int line = Cur().line;
@@ -1050,11 +1088,13 @@ class Parser {
                     Cur().text != "not")) {
           n->kids.push_back(ParsePostfix(ParsePrimary()));  // `x is divisibleby 3`
         }
+        chain.Link();
         node = std::move(n);
       } else if (IsOp("(")) {
         NodePtr n = Make(NodeKind::kCall, Cur().line);
         n->kids.push_back(std::move(node));
         ParseArgs(n.get());
+        chain.Link();
         node = std::move(n);
       } else {
         return node;
@@ -1149,6 +1189,13 @@ bool Equal(const Value& a, const Value& b) {
 class Renderer {
  public:
   Renderer(const Limits& limits, int64_t unix_time) : limits_(limits), unix_time_(unix_time) {}
+  // Namespaces can hold themselves (`set ns.x = [ns]`); emptying every one breaks such cycles
+  // so nothing leaks, and keeps destruction shallow.
+  ~Renderer() {
+    for (const auto& ns : namespaces_) ns->clear();
+  }
+  Renderer(const Renderer&) = delete;
+  Renderer& operator=(const Renderer&) = delete;
 
   std::string Run(const Node& root, const Dict& vars) {
     scopes_.emplace_back();
@@ -1416,7 +1463,18 @@ class Renderer {
   }
 
   // ---- expressions ----
+  // Every value is built inside some Eval, so checking here bounds the nesting of all values
+  // (their printing, comparison and destruction recurse).
   Value Eval(const Node& n) {
+    Value v = EvalNode(n);
+    if (v.depth > static_cast<uint32_t>(limits_.max_nesting_depth)) {
+      LimitHit("line " + std::to_string(n.line) + ": values nested deeper than " +
+               std::to_string(limits_.max_nesting_depth) + " levels");
+    }
+    return v;
+  }
+
+  Value EvalNode(const Node& n) {
     switch (n.kind) {
       case NodeKind::kLiteral:
         return n.value;
@@ -1683,7 +1741,11 @@ class Renderer {
         }
         for (auto& kv : a.kw) d.push_back(kv);
         Value v = Value::MakeDict(std::move(d));
-        if (fn == "namespace") v.kind = Kind::kNamespace;
+        if (fn == "namespace") {
+          v.kind = Kind::kNamespace;
+          v.depth = 1;  // mutable: its contents are bounded when assigned instead
+          namespaces_.push_back(v.dict);
+        }
         return v;
       }
       if (fn == "range") {
@@ -2111,6 +2173,7 @@ class Renderer {
   std::string out_;
   int64_t iterations_ = 0;
   std::vector<Scope> scopes_;
+  std::vector<std::shared_ptr<Dict>> namespaces_;
 };
 
 // Newlines to "\n", and one trailing newline dropped (Jinja2 with keep_trailing_newline=False).

@@ -13,6 +13,7 @@
 // A parsed Template is immutable; Render() is const and may run on many threads at once.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -50,6 +51,7 @@ struct Value {
   std::string s;                  // kString; kFunction: the function or method name
   std::shared_ptr<List> list;     // kList; kFunction: the bound object (one element), if any
   std::shared_ptr<Dict> dict;     // kDict, kNamespace
+  uint32_t depth = 0;             // lists and dicts: 1 + the deepest element (namespaces: 1)
 
   static Value Undefined() { return {}; }
   static Value None() { Value v; v.kind = Kind::kNone; return v; }
@@ -58,11 +60,20 @@ struct Value {
   static Value Float(double x) { Value v; v.kind = Kind::kFloat; v.f = x; return v; }
   static Value Str(std::string x) { Value v; v.kind = Kind::kString; v.s = std::move(x); return v; }
   static Value MakeList(List items) {
-    Value v; v.kind = Kind::kList; v.list = std::make_shared<List>(std::move(items)); return v;
+    Value v; v.kind = Kind::kList; v.depth = 1 + MaxDepth(items);
+    v.list = std::make_shared<List>(std::move(items)); return v;
   }
   static Value MakeTuple(List items) { Value v = MakeList(std::move(items)); v.b = true; return v; }
   static Value MakeDict(Dict items) {
-    Value v; v.kind = Kind::kDict; v.dict = std::make_shared<Dict>(std::move(items)); return v;
+    Value v; v.kind = Kind::kDict;
+    for (const auto& kv : items) v.depth = std::max(v.depth, kv.second.depth);
+    ++v.depth;
+    v.dict = std::make_shared<Dict>(std::move(items)); return v;
+  }
+  static uint32_t MaxDepth(const List& items) {
+    uint32_t d = 0;
+    for (const Value& x : items) d = std::max(d, x.depth);
+    return d;
   }
 };
 

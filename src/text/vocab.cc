@@ -137,7 +137,9 @@ void WordCache::Insert(std::string_view word, const int32_t* ids, size_t n) {
       keys_.size() + word.size() + 4 * (ids_.size() + n) > kMaxArenaBytes) {
     Clear();
   }
-  if (slots_.empty()) slots_.assign(2 * kMaxEntries, Slot{});
+  if (2 * (entries_.size() + 1) > slots_.size()) {
+    Rehash(std::max(kInitialSlots, 2 * slots_.size()));
+  }
   const size_t mask = slots_.size() - 1;
   const uint64_t h = HashBytes(word);
   const auto tag = static_cast<uint32_t>(h >> 32);
@@ -157,6 +159,18 @@ void WordCache::Insert(std::string_view word, const int32_t* ids, size_t n) {
   slots_[i] = Slot{tag, static_cast<uint32_t>(entries_.size())};
   keys_.append(word);
   ids_.insert(ids_.end(), ids, ids + n);
+}
+
+void WordCache::Rehash(size_t slots) {
+  slots_.assign(slots, Slot{});
+  const size_t mask = slots - 1;
+  for (size_t e = 0; e < entries_.size(); ++e) {
+    const uint64_t h = HashBytes(std::string_view(keys_).substr(entries_[e].key_off,
+                                                                entries_[e].key_len));
+    size_t i = h & mask;
+    while (slots_[i].entry) i = (i + 1) & mask;
+    slots_[i] = Slot{static_cast<uint32_t>(h >> 32), static_cast<uint32_t>(e + 1)};
+  }
 }
 
 void WordCache::Clear() {

@@ -140,7 +140,8 @@ class WordCache {
  public:
   static constexpr size_t kMaxEntries = 1u << 19;      // cleared when this many words are cached
   static constexpr size_t kMaxWordBytes = 256;         // longer words are not cached
-  static constexpr size_t kMaxArenaBytes = 64u << 20;  // keys + ids before a clear
+  static constexpr size_t kMaxArenaBytes = 32u << 20;  // keys + ids before a clear
+  static constexpr size_t kInitialSlots = 1u << 12;     // grows by doubling up to 2 * kMaxEntries
 
   // Returns true and appends the cached ids if word is present.
   bool Lookup(std::string_view word, std::vector<int32_t>* out) const;
@@ -158,6 +159,7 @@ class WordCache {
     uint32_t ids_off;
     uint32_t ids_len;
   };
+  void Rehash(size_t slots);
   std::vector<Slot> slots_;
   std::vector<Entry> entries_;
   std::string keys_;

@@ -159,41 +159,76 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
                                           const DetectOptions& options, size_t end) {
   const SchemeParams& p = vs.params;
   const int digits = p.payload_digits;
+  const size_t h = static_cast<size_t>(p.context_width);
   tuples_.Clear();
   account_tuples_.clear();
+  payload_tuples_.clear();
   provider_points_.clear();
-  digit_sums_.assign(static_cast<size_t>(digits) * kPayloadRadix, ScoreSum{});
   ScoreSum provider;
-  int64_t payload_tuples = 0;
   const uint64_t prov_key = vs.keys.provider_key;
+  const size_t n_ctx = end > h ? end - h : 0;  // positions h .. end-1
 
-  ForEachTuple(p, vs.keys.context_key, tokens, end, options.skip_mask, tuples_,
-               [&](size_t i, const ContextInfo& info) {
-                 const int32_t tok = tokens[i];
-                 const uint32_t lo = static_cast<uint32_t>(info.hash);
-                 const uint32_t hi = static_cast<uint32_t>(info.hash >> 32);
-                 switch (info.lane) {
-                   case Lane::kProvider: {
-                     const double s = WordScore(p, Philox4x32(prov_key, {lo, hi, static_cast<uint32_t>(tok), 0})[0]);
-                     provider.Add(s);
-                     provider_points_.push_back({i, s});
-                     break;
-                   }
-                   case Lane::kPayload: {
-                     ++payload_tuples;
-                     ScoreSum* sums = &digit_sums_[static_cast<size_t>(info.position) * kPayloadRadix];
-                     const uint32_t first_block = PayloadSlot(info.position, 0) >> 2;
-                     for (uint32_t b = 0; b < kPayloadRadix / 4; ++b) {
-                       const PhiloxBlock w = Philox4x32(prov_key, {lo, hi, static_cast<uint32_t>(tok), first_block + b});
-                       for (uint32_t k = 0; k < 4; ++k) sums[4 * b + k].Add(DecodeScore(p, w[k]));
-                     }
-                     break;
-                   }
-                   case Lane::kAccount:
-                     account_tuples_.push_back({info.hash, tok});
-                     break;
-                 }
-               });
+  // Phase 1: every context block, batched (vectorized Philox) for h <= 4.
+  for (auto* v : {&blk0_, &blk1_, &blk2_, &blk3_}) v->resize(n_ctx);
+  if (h <= 4) {
+    if (zeros_.size() < n_ctx) zeros_.assign(n_ctx, 0u);
+    const uint32_t* t = reinterpret_cast<const uint32_t*>(tokens.data());
+    Philox4x32Batch(vs.keys.context_key, n_ctx, t + h - 1, h >= 2 ? t + h - 2 : zeros_.data(),
+                    h >= 3 ? t + h - 3 : zeros_.data(), h >= 4 ? t + h - 4 : zeros_.data(),
+                    blk0_.data(), blk1_.data(), blk2_.data(), blk3_.data());
+  } else {
+    for (size_t j = 0; j < n_ctx; ++j) {
+      const ContextInfo info = HashContext(vs.keys.context_key, p, tokens, h + j);
+      // Re-encode as a block so phase 2 is uniform.
+      blk0_[j] = static_cast<uint32_t>(info.hash);
+      blk1_[j] = static_cast<uint32_t>(info.hash >> 32);
+      blk2_[j] = info.lane == Lane::kProvider ? 0u
+                 : info.lane == Lane::kPayload ? kProviderLaneEighths << 29
+                                               : (kProviderLaneEighths + kPayloadLaneEighths) << 29;
+      blk3_[j] = static_cast<uint32_t>(info.position);
+    }
+  }
+
+  // Phase 2: masks, de-duplication, lanes.
+  p_lo_.clear();
+  p_hi_.clear();
+  p_tok_.clear();
+  int64_t last_masked = -1;
+  const std::span<const uint8_t> mask = options.skip_mask;
+  for (size_t i = 0; i < end; ++i) {
+    if (i < mask.size() && mask[i] != 0) last_masked = static_cast<int64_t>(i);
+    if (i < h || last_masked >= static_cast<int64_t>(i - h)) continue;
+    const size_t j = i - h;
+    const ContextInfo info = ContextFromBlock({blk0_[j], blk1_[j], blk2_[j], blk3_[j]}, p);
+    if (!tuples_.Insert(info.hash, tokens[i])) continue;
+    switch (info.lane) {
+      case Lane::kProvider:
+        p_lo_.push_back(blk0_[j]);
+        p_hi_.push_back(blk1_[j]);
+        p_tok_.push_back(static_cast<uint32_t>(tokens[i]));
+        provider_points_.push_back({i, 0.0});
+        break;
+      case Lane::kPayload:
+        payload_tuples_.push_back({info.hash, tokens[i], info.position});
+        break;
+      case Lane::kAccount:
+        account_tuples_.push_back({info.hash, tokens[i]});
+        break;
+    }
+  }
+
+  // Phase 3: provider-lane scores, batched.
+  const size_t np = p_lo_.size();
+  if (zeros_.size() < np) zeros_.assign(np, 0u);
+  for (auto* v : {&w0_, &w1_, &w2_, &w3_}) v->resize(np);
+  Philox4x32Batch(prov_key, np, p_lo_.data(), p_hi_.data(), p_tok_.data(), zeros_.data(), w0_.data(),
+                  w1_.data(), w2_.data(), w3_.data());
+  for (size_t k = 0; k < np; ++k) {
+    const double sc = WordScore(p, w0_[k]);
+    provider.Add(sc);
+    provider_points_[k].score = sc;
+  }
+  const int64_t payload_tuples = static_cast<int64_t>(payload_tuples_.size());
 
   Detection det;
   det.scheme = p.ToSpec();
@@ -244,6 +279,16 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
   // rarer) and null documents cost no key derivations.
   const bool gate = std::min(log_provider, log_window) < std::log(kAttributionGate);
   if (gate && !account_tuples_.empty() && payload_tuples > 0) {
+    digit_sums_.assign(static_cast<size_t>(digits) * kPayloadRadix, ScoreSum{});
+    for (const auto& t : payload_tuples_) {
+      ScoreSum* sums = &digit_sums_[static_cast<size_t>(t.position) * kPayloadRadix];
+      const uint32_t first_block = PayloadSlot(t.position, 0) >> 2;
+      const uint32_t lo = static_cast<uint32_t>(t.hash), hi = static_cast<uint32_t>(t.hash >> 32);
+      for (uint32_t b = 0; b < kPayloadRadix / 4; ++b) {
+        const PhiloxBlock w = Philox4x32(prov_key, {lo, hi, static_cast<uint32_t>(t.token), first_block + b});
+        for (uint32_t q = 0; q < 4; ++q) sums[4 * b + q].Add(DecodeScore(p, w[q]));
+      }
+    }
     const int k = std::clamp(options.max_candidates, 1, kMaxCandidatesLimit);
     const std::vector<uint64_t> candidates = ListDecode(digit_sums_, digits, k);
     double best_log = 1.0;

@@ -155,6 +155,10 @@ ContextInfo HashContext(uint64_t context_key, const SchemeParams& params,
                        {block[0] ^ at(5), block[1] ^ (h >= 6 ? at(6) : 0u),
                         block[2] ^ (h >= 7 ? at(7) : 0u), block[3] ^ (h >= 8 ? at(8) : 0u)});
   }
+  return ContextFromBlock(block, params);
+}
+
+ContextInfo ContextFromBlock(const PhiloxBlock& block, const SchemeParams& params) {
   ContextInfo info;
   info.hash = (static_cast<uint64_t>(block[1]) << 32) | block[0];
   const uint32_t lane_word = block[2] >> 29;  // eighths

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "tracemark/watermark/prf.h"
 
 namespace tracemark::watermark {
@@ -64,6 +66,30 @@ TEST(HashContext, LanesAreBalancedAndDeterministic) {
   EXPECT_EQ(HashContext(7, p, a, 6).hash, HashContext(7, p, b, 6).hash);
   EXPECT_NE(HashContext(7, p, a, 6).hash, HashContext(8, p, a, 6).hash);
   EXPECT_NE(HashContext(7, p, a, 6).hash, HashContext(7, p, a, 5).hash);
+}
+
+}  // namespace
+}  // namespace tracemark::watermark
+
+namespace tracemark::watermark {
+namespace {
+
+TEST(Philox, BatchMatchesScalar) {
+  for (size_t n : {0u, 1u, 15u, 16u, 17u, 100u}) {
+    std::vector<uint32_t> a(n), b(n), c(n), d(n), o0(n), o1(n), o2(n), o3(n);
+    for (size_t i = 0; i < n; ++i) {
+      a[i] = static_cast<uint32_t>(i * 2654435761u);
+      b[i] = static_cast<uint32_t>(i + 7);
+      c[i] = static_cast<uint32_t>(~i);
+      d[i] = static_cast<uint32_t>(i * i);
+    }
+    Philox4x32Batch(0x0123456789abcdefull, n, a.data(), b.data(), c.data(), d.data(), o0.data(),
+                    o1.data(), o2.data(), o3.data());
+    for (size_t i = 0; i < n; ++i) {
+      const PhiloxBlock want = Philox4x32(0x0123456789abcdefull, {a[i], b[i], c[i], d[i]});
+      EXPECT_EQ((PhiloxBlock{o0[i], o1[i], o2[i], o3[i]}), want) << n << " " << i;
+    }
+  }
 }
 
 }  // namespace

@@ -3,9 +3,15 @@
 // W is a 2-D GGUF tensor with ne[0] = k (input features, row length) and ne[1] = m rows, in any
 // supported GgmlType. For each of n token rows x[t][0..k), MatMul writes y[t][r] = sum_j W[r][j] *
 // x[t][j] for r < m. Quantized types quantize the activation row once per call (Q8-style, as
-// ggml's vec_dot_type) and use integer SIMD dot products; runtime dispatch picks AVX-512 (VNNI)
-// or AVX2. Rows are split across the pool's threads; results do not depend on the thread count.
-// No allocation per call beyond a scratch buffer reused across calls (MatMulScratch).
+// ggml's vec_dot_type: int8 blocks of 32 with an fp32 scale for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, blocks
+// of 256 with 16-element sums for the K-quants; ~1e-4 relative error on a dot product) and use
+// integer SIMD dot products; runtime dispatch picks AVX-512 (VNNI), AVX2 or scalar code
+// (src/model/kernels_*.cc). F32/F16/BF16 weights multiply fp32 activations directly. Rows are
+// split across the pool's threads; results do not depend on the thread count. No allocation per
+// call beyond a scratch buffer reused across calls (MatMulScratch).
+//
+// Thread-safety: the functions are reentrant; concurrent calls need distinct scratch buffers and
+// must not share a ThreadPool (ThreadPool::Run has one owner at a time).
 #pragma once
 
 #include <cstddef>

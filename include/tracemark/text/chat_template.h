@@ -34,8 +34,8 @@ class Template;
 // Limits (documented defaults; exceeding one is a kResourceExhausted error).
 inline constexpr size_t kMaxChatTemplateBytes = 256 * 1024;   // template source
 inline constexpr size_t kMaxChatOutputBytes = 16u << 20;      // rendered prompt and any string built
-inline constexpr int64_t kMaxChatLoopIterations = 1 << 20;    // all loop iterations of one render
-inline constexpr int kMaxChatNestingDepth = 64;               // nested blocks and expressions
+inline constexpr int64_t kMaxChatLoopIterations = 1 << 17;    // all loop iterations of one render
+inline constexpr int kMaxChatNestingDepth = 128;              // nested blocks, expressions, values
 
 struct ChatMessage {
   std::string role;     // "system", "user", "assistant", "tool", ...

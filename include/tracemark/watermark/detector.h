@@ -102,6 +102,11 @@ class Detector {
     uint64_t hash;
     int32_t token;
   };
+  struct PayloadTuple {
+    uint64_t hash;
+    int32_t token;
+    int position;
+  };
   struct ProviderPoint {
     size_t index;  // token offset
     double score;
@@ -115,7 +120,10 @@ class Detector {
   TupleSet tuples_;
   std::vector<AccountTuple> account_tuples_;
   std::vector<ProviderPoint> provider_points_;
+  std::vector<PayloadTuple> payload_tuples_;
   std::vector<ScoreSum> digit_sums_;  // payload_digits * 16
+  // Structure-of-arrays scratch for the batched PRF: context blocks, provider-lane inputs/words.
+  std::vector<uint32_t> blk0_, blk1_, blk2_, blk3_, p_lo_, p_hi_, p_tok_, w0_, w1_, w2_, w3_, zeros_;
 };
 
 // Corpus-level evidence: pools documents into one test over tuples de-duplicated across the whole

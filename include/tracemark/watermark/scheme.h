@@ -70,6 +70,9 @@ struct ContextInfo {
 ContextInfo HashContext(uint64_t context_key, const SchemeParams& params,
                         std::span<const int32_t> tokens, size_t end);
 
+// The context hash, lane and payload position encoded in a context block (HashContext's output).
+ContextInfo ContextFromBlock(const PhiloxBlock& block, const SchemeParams& params);
+
 inline uint32_t PayloadSlot(int position, int digit) {
   return 4u + static_cast<uint32_t>(position) * kPayloadRadix + static_cast<uint32_t>(digit);
 }
