@@ -276,7 +276,7 @@ Status Context::Decode(const Batch& batch) {
   for (int32_t t = 0; t < n;) {
     int32_t len = 1;
     while (t + len < n && len < m.tile_rows && batch.seq[t + len] == batch.seq[t]) ++len;
-    if (len > 1) all_single = false;
+    all_single = all_single && len == 1;
     m.tiles.emplace_back(t, len);
     t += len;
   }
@@ -432,20 +432,19 @@ Status Context::Decode(const Batch& batch) {
       const int32_t lo = swa ? std::max(0, batch.pos[t] - c.sliding_window + 1) : 0;
       attn_work += static_cast<int64_t>(batch.pos[t] - lo + 1) * (Dk + Dv) * Hq;
     }
-    if (all_single) {
-      // Decode: one task per (row, head) so even a single row spreads over the threads.
+    const int64_t n_tile_tasks = static_cast<int64_t>(m.tiles.size()) * Hkv;
+    if (all_single && n_tile_tasks < pool.size()) {
+      // Too few (row, kv head) tasks to occupy the threads (e.g. one Gemma decode row with one kv
+      // head): one task per (row, query head) instead.
       if (attn_work < kMinParallelWork) {
         for (int64_t task = 0; task < int64_t{n} * Hq; ++task) attend(task, 0);
       } else {
         pool.Run(int64_t{n} * Hq, attend);
       }
+    } else if (attn_work < kMinParallelWork) {
+      for (int64_t task = 0; task < n_tile_tasks; ++task) attend_tile(task, 0);
     } else {
-      const int64_t n_tasks = static_cast<int64_t>(m.tiles.size()) * Hkv;
-      if (attn_work < kMinParallelWork) {
-        for (int64_t task = 0; task < n_tasks; ++task) attend_tile(task, 0);
-      } else {
-        pool.Run(n_tasks, attend_tile);
-      }
+      pool.Run(n_tile_tasks, attend_tile);
     }
     timer.Mark(&prof.attention_ms);
 
