@@ -283,7 +283,6 @@ void Speed(const Options&) {
     const double mtps = static_cast<double>(done) / elapsed / 1e6;
 
     // Hook cost per step: full vocabulary (no truncation) and top-k 40 candidates.
-    auto hook = wm::MakeWatermarkHook(ring, 12345);
     std::vector<float> logits(kVocab), probs(kVocab), work(kVocab);
     std::vector<int32_t> ids(kVocab);
     for (int32_t v = 0; v < kVocab; ++v) {
@@ -297,13 +296,14 @@ void Speed(const Options&) {
     tmk::Rng srng(9);
     double us[2];
     for (int variant = 0; variant < 2; ++variant) {
+      auto hook = wm::MakeWatermarkHook(ring, 12345);  // fresh per variant: no repeated contexts
       const size_t n = variant == 0 ? kVocab : 40;
       tmk::TokenCandidates c{std::span<const int32_t>(ids).first(n), std::span<const float>(logits).first(n),
                             std::span<const float>(probs).first(n)};
       const int steps = 400;
       const double s0 = CpuSeconds();
       for (int s = 0; s < steps; ++s) {
-        context.push_back(s * 7 + 1);  // fresh context every step (no repeated-context skip)
+        context.push_back(variant * 100000 + s * 7 + 1);  // a new context every step
         std::copy(logits.begin(), logits.end(), work.begin());
         (*hook)->ProcessLogits(work, context);
         const int32_t tok = (*hook)->Choose(c, context, srng);

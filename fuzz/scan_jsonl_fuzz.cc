@@ -20,8 +20,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.limits.max_line_bytes = 4096;
   options.limits.max_document_bytes = 8192;
   options.limits.max_json_depth = 16;
-  options.limits.max_decompressed_bytes = 16u << 20;
-  options.limits.ratio_guard_min_bytes = 1u << 20;
+  options.limits.max_decompressed_bytes = 1u << 20;
+  options.limits.ratio_guard_min_bytes = 256u << 10;
+  options.limits.read_chunk_bytes = 4096;
   options.limits.max_compression_ratio = 200;
   const bool filter_odd = (mode & 16) != 0;
   auto reader = tracemark::scan::RecordReader::OpenMemory(

@@ -15,13 +15,14 @@ constexpr size_t kFuzzMaxLine = 4096;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   tracemark::scan::ReaderLimits limits;
   limits.max_line_bytes = kFuzzMaxLine;
-  limits.max_decompressed_bytes = 16u << 20;
-  limits.ratio_guard_min_bytes = 1u << 20;
+  limits.max_decompressed_bytes = 1u << 20;
+  limits.ratio_guard_min_bytes = 256u << 10;
+  limits.read_chunk_bytes = 4096;
   limits.max_compression_ratio = 200;
   auto source = tracemark::scan::OpenMemorySource(
       std::string_view(reinterpret_cast<const char*>(data), size), limits);
   if (!source.ok()) return 0;
-  tracemark::scan::LineReader lines(source->get(), limits.max_line_bytes);
+  tracemark::scan::LineReader lines(source->get(), limits.max_line_bytes, limits.read_chunk_bytes);
   tracemark::scan::Line line;
   uint64_t expect_number = 1;
   uint64_t next_offset = 0;

@@ -180,6 +180,32 @@ FEATURES = [
      {"bos_token": "<s>", "eos_token": "</s>", "add_generation_prompt": True, "tools": None}),
     ("strftime_now", "{{ strftime_now('%d %b %Y') }} {{ strftime_now('%Y-%m-%d %H:%M') }}", {}),
     ("dict_literal_and_call", "{{ dict(a=1, b='x') | tojson }} {{ namespace(a=1).a }} {{ {'k': 'v'}['k'] }}", {}),
+    ("macro", "{% macro m(x, y='d', z=none) %}[{{ x }}|{{ y }}|{{ z }}]{% endmacro %}{{ m(1) }}{{ m(1, 2) }}"
+              "{{ m('a', z=3) }}{{ m() }}|{{ m(2) | trim }}", {}),
+    ("macro_scope", "{% set g = 'global' %}{% macro m() %}{{ g }}{% set g = 'inner' %}{{ g }}{% endmacro %}"
+                    "{% for g2 in [1] %}{{ m() }}{% endfor %}{{ g }}", {}),
+    ("macro_calls_macro", "{% macro a(x) %}<{{ x }}>{% endmacro %}{% macro b(y) %}{{ a(y) ~ a(y) }}{% endmacro %}"
+                          "{{ b('q') }}", {}),
+    ("macro_whitespace", "{%- macro render(m) -%}\n  {{ m.role }}: {{ m.content }}\n{%- endmacro -%}\n"
+                         "{%- for m in messages %}\n{{ render(m) }}\n{%- endfor %}", {}),
+    ("block_set", "{% set x %}abc {{ messages | length }}{% endset %}{{ x }}|{{ x | length }}", {}),
+    ("block_set_in_loop", "{% for m in messages %}{% set r %}{{ m.role | upper }}{% endset %}{{ r }}{% endfor %}", {}),
+    ("break_continue", "{% for i in range(10) %}{% if i == 2 %}{% continue %}{% endif %}{% if i == 5 %}"
+                       "{% break %}{% endif %}{{ i }}{% endfor %}|{% for m in messages %}{{ loop.index }}"
+                       "{% break %}{% endfor %}", {}),
+    ("generation_tag", "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}"
+                       "{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}", {}),
+    ("select_reject", "{{ [1, 0, 2, none, 3] | select | list }} {{ [1, 2, 3, 4] | reject('odd') | list }} "
+                      "{{ [1, 2, 3] | select('equalto', 2) | list }}", {}),
+    ("selectattr", "{{ messages | selectattr('role', 'equalto', 'user') | list | length }} "
+                   "{{ messages | rejectattr('role', 'eq', 'user') | map(attribute='content') | join(',') }} "
+                   "{{ messages | selectattr('nope') | list }} {{ none | selectattr('x') | list }} "
+                   "{{ messages | selectattr('role', 'defined') | list | length }}", {}),
+    ("map_attribute", "{{ messages | map(attribute='role') | join(',') }} "
+                      "{{ messages | map(attribute='nope', default='-') | join }} "
+                      "{{ [{'a': {'b': 1}}] | map(attribute='a.b') | list }}", {}),
+    ("error_macro_too_many_args", "{% macro m(x) %}{% endmacro %}{{ m(1, 2) }}", {}),
+    ("error_break_outside_loop", "{% break %}", {}),
     ("error_raise_exception", "{{ raise_exception('boom: ' ~ messages | length) }}", {}),
     ("error_undefined_attr", "{{ undefined_var.attr }}", {}),
     ("error_undefined_add", "{{ undefined_var + 1 }}", {}),
@@ -203,18 +229,17 @@ UNSUPPORTED = [
     ("range_print", "{{ range(3) }}"),
     ("reverse_print", "{{ [1, 2] | reverse }}"),
     ("sort_filter", "{{ [3, 1, 2] | sort | join }}"),
-    ("map_filter", "{{ messages | map(attribute='role') | join(',') }}"),
-    ("selectattr_filter", "{{ messages | selectattr('role', 'equalto', 'user') | list | length }}"),
-    ("macro", "{% macro m(x) %}[{{ x }}]{% endmacro %}{{ m(1) }}"),
     ("raw_block", "{% raw %}{{ x }}{% endraw %}"),
-    ("block_set", "{% set x %}abc{% endset %}{{ x }}"),
     ("percent_format", "{{ '%s-%d' % ('a', 1) }}"),
     ("non_ascii_upper", "{{ 'straße' | upper }}"),
-    ("loop_break", "{% for m in messages %}{{ m.role }}{% break %}{% endfor %}"),
     ("recursive_loop", "{% for m in messages recursive %}{{ m.role }}{% endfor %}"),
     ("filter_block", "{% filter upper %}abc{% endfilter %}"),
     ("with_block", "{% with a = 1 %}{{ a }}{% endwith %}"),
     ("sameas_test", "{{ none is sameas none }}"),
+    ("map_filter_name", "{{ ['a', 'b'] | map('upper') | join }}"),
+    ("str_format", "{{ '<{}>'.format('x') }}"),
+    ("call_block", "{% macro m() %}[{{ caller() }}]{% endmacro %}{% call m() %}x{% endcall %}"),
+    ("macro_varargs", "{% macro m() %}{{ varargs | length }}{% endmacro %}{{ m(1, 2) }}"),
 ]
 
 

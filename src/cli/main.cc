@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   tracemark::cli::AddAuditCommand(app, &exit_code);
   tracemark::cli::AddServeCommand(app, &exit_code);
   tracemark::cli::AddKeyringCommand(app, &exit_code);
+  tracemark::cli::AddDetectCommand(app, &exit_code);
   tracemark::cli::AddScanCommand(app, &exit_code);
 
   try {

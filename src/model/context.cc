@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <string>
 
 #include "attention.h"
@@ -266,7 +267,8 @@ Status Context::Decode(const Batch& batch) {
     if (n == 1 || work_per_row * n < kMinParallelWork) {
       for (int32_t t = 0; t < n; ++t) fn(t);
     } else {
-      pool.Run(n, [&](int64_t t, int) { fn(static_cast<int32_t>(t)); });
+      auto task = [&](int64_t t, int) { fn(static_cast<int32_t>(t)); };
+      pool.Run(n, std::ref(task));  // std::ref: no std::function allocation per dispatch
     }
   };
 
@@ -439,12 +441,12 @@ Status Context::Decode(const Batch& batch) {
       if (attn_work < kMinParallelWork) {
         for (int64_t task = 0; task < int64_t{n} * Hq; ++task) attend(task, 0);
       } else {
-        pool.Run(int64_t{n} * Hq, attend);
+        pool.Run(int64_t{n} * Hq, std::ref(attend));
       }
     } else if (attn_work < kMinParallelWork) {
       for (int64_t task = 0; task < n_tile_tasks; ++task) attend_tile(task, 0);
     } else {
-      pool.Run(n_tile_tasks, attend_tile);
+      pool.Run(n_tile_tasks, std::ref(attend_tile));
     }
     timer.Mark(&prof.attention_ms);
 

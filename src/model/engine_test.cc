@@ -3,7 +3,10 @@
 // prefill, token-by-token decode through the KV cache, and several sequences batched together.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <new>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -14,6 +17,20 @@
 #include "tracemark/base/file.h"
 #include "tracemark/model/context.h"
 #include "tracemark/model/model.h"
+
+// Counts heap allocations of the whole test binary (Decode must not allocate per token).
+static std::atomic<int64_t> g_allocations{0};
+void* operator new(size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+// The replaced operator new allocates with malloc, so free is the matching release.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace tracemark {
 namespace {
@@ -290,6 +307,37 @@ TEST(EngineDecode, RejectsBadBatchesWithoutSideEffects) {
   b.Clear();
   b.Add(1, 16, 0, true);
   EXPECT_EQ((*ctx)->Decode(b).code(), StatusCode::kResourceExhausted);
+}
+
+TEST(EngineDecode, NoAllocationPerToken) {
+  for (const char* arch : {"llama", "gemma3"}) {
+    auto model = LoadTiny(arch);
+    ASSERT_NE(model, nullptr);
+    ContextOptions opt;
+    opt.n_ctx = 64;
+    opt.max_batch = 16;
+    opt.n_seq = 2;
+    auto ctx = Context::Create(*model, opt);
+    ASSERT_TRUE(ctx.ok());
+    Batch b;
+    b.token.reserve(16);
+    b.pos.reserve(16);
+    b.seq.reserve(16);
+    b.want_logits.reserve(16);
+    for (int i = 0; i < 16; ++i) b.Add(i + 1, i, 0, false);  // warm-up prefill (sizes scratch)
+    ASSERT_TRUE((*ctx)->Decode(b).ok());
+    const int64_t before = g_allocations.load();
+    for (int step = 0; step < 8; ++step) {
+      b.Clear();
+      b.Add(step + 3, 16 + step, 0, true);
+      b.Add(step + 5, step, 1, true);
+      ASSERT_TRUE((*ctx)->Decode(b).ok());
+    }
+    b.Clear();
+    for (int i = 0; i < 12; ++i) b.Add(7, 8 + i, 1, i == 11);  // a prefill chunk
+    ASSERT_TRUE((*ctx)->Decode(b).ok());
+    EXPECT_EQ(g_allocations.load() - before, 0) << arch;
+  }
 }
 
 }  // namespace

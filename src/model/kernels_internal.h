@@ -28,7 +28,11 @@ enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 const char* IsaName(Isa isa);
 // The best ISA this CPU supports (cpuid), ignoring any override.
 Isa DetectIsa();
-// The ISA MatMul uses now: the override if one is set and supported, else DetectIsa().
+// Environment variable that selects the ISA for the process ("scalar", "avx2", "avx512");
+// ignored when unset, unknown or unsupported by the CPU.
+inline constexpr const char* kIsaEnvVar = "TRACEMARK_KERNEL_ISA";
+// The ISA MatMul uses now: the override if one is set and supported, else kIsaEnvVar's choice,
+// else DetectIsa().
 Isa ActiveIsa();
 // Forces an ISA (tests and benchmarks). Returns false, changing nothing, if the CPU lacks it.
 // Not thread-safe with concurrent MatMul calls.

@@ -60,9 +60,24 @@ Isa DetectIsa() {
   return detected;
 }
 
+// The environment variable kIsaEnvVar (scalar|avx2|avx512) caps the ISA for a whole process:
+// a field switch to rule the SIMD kernels in or out when chasing a numerical difference.
+Isa DefaultIsa() {
+  static const Isa isa = [] {
+    const char* env = std::getenv(kIsaEnvVar);
+    if (env == nullptr) return DetectIsa();
+    const std::string v(env);
+    for (Isa cand : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+      if (v == IsaName(cand) && CpuHas(cand)) return cand;
+    }
+    return DetectIsa();
+  }();
+  return isa;
+}
+
 Isa ActiveIsa() {
   const int o = g_isa_override.load(std::memory_order_relaxed);
-  return o == kIsaNone ? DetectIsa() : static_cast<Isa>(o);
+  return o == kIsaNone ? DefaultIsa() : static_cast<Isa>(o);
 }
 
 bool SetIsaOverride(Isa isa) {

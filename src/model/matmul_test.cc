@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -406,6 +407,19 @@ TEST(MatMulTest, CheckMatMulWeightRejectsBadTensors) {
 
 TEST(MatMulTest, IsaOverrideReportsUnsupported) {
   IsaGuard guard;
+  // The build baseline is x86-64-v3, so scalar and AVX2 are always testable; AVX-512 where the
+  // CPU has it (the project machines do).
+  const std::vector<Isa> isas = AvailableIsas();
+  ASSERT_GE(isas.size(), 2u);
+  EXPECT_EQ(isas[0], Isa::kScalar);
+  EXPECT_EQ(isas[1], Isa::kAvx2);
+  std::string names;
+  for (Isa isa : isas) names += std::string(kernels::IsaName(isa)) + " ";
+  RecordProperty("isas", names);
+  EXPECT_EQ(kernels::DetectIsa(), isas.back());
+  if (std::getenv(kernels::kIsaEnvVar) != nullptr) {
+    GTEST_SKIP() << kernels::kIsaEnvVar << " is set; ActiveIsa() follows it";
+  }
   EXPECT_TRUE(kernels::SetIsaOverride(Isa::kScalar));
   EXPECT_EQ(kernels::ActiveIsa(), Isa::kScalar);
   kernels::ClearIsaOverride();

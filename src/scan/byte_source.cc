@@ -68,7 +68,7 @@ class MemoryInput final : public RawInput {
 class StreamSource final : public ByteSource {
  public:
   StreamSource(std::unique_ptr<RawInput> raw, const ReaderLimits& limits)
-      : raw_(std::move(raw)), limits_(limits), in_(kReadChunkBytes) {}
+      : raw_(std::move(raw)), limits_(limits), in_(std::max<size_t>(limits.read_chunk_bytes, 16)) {}
   ~StreamSource() override {
     if (zstd_ != nullptr) ZSTD_freeDStream(zstd_);
     if (zlib_ready_) inflateEnd(&zlib_);

@@ -6,8 +6,8 @@
 
 namespace tracemark::scan {
 
-LineReader::LineReader(ByteSource* source, size_t max_line_bytes)
-    : source_(source), max_line_bytes_(max_line_bytes) {}
+LineReader::LineReader(ByteSource* source, size_t max_line_bytes, size_t chunk_bytes)
+    : source_(source), max_line_bytes_(max_line_bytes), chunk_bytes_(std::max<size_t>(chunk_bytes, 16)) {}
 
 bool LineReader::Fill() {
   if (eof_) return false;
@@ -18,15 +18,15 @@ bool LineReader::Fill() {
     begin_ = 0;
   }
   // end_ <= max_line_bytes_ here, so this bounds the buffer at max_line + one chunk.
-  if (buf_.size() - end_ < kReadChunkBytes) {
-    const size_t need = end_ + kReadChunkBytes;
+  if (buf_.size() - end_ < chunk_bytes_) {
+    const size_t need = end_ + chunk_bytes_;
     if (buf_.capacity() < need) {
       // Grow geometrically but never past the documented bound.
-      buf_.reserve(std::min(std::max(need, 2 * buf_.capacity()), max_line_bytes_ + kReadChunkBytes));
+      buf_.reserve(std::min(std::max(need, 2 * buf_.capacity()), max_line_bytes_ + chunk_bytes_));
     }
     buf_.resize(need);
   }
-  Result<size_t> got = source_->Read(buf_.data() + end_, kReadChunkBytes);
+  Result<size_t> got = source_->Read(buf_.data() + end_, chunk_bytes_);
   if (!got.ok()) {
     status_ = got.status();
     eof_ = true;
@@ -81,8 +81,8 @@ bool LineReader::Next(Line* line) {
       begin_ = end_ = scan_pos_ = 0;
       bool found = false;
       while (!found) {
-        if (buf_.size() < kReadChunkBytes) buf_.resize(kReadChunkBytes);
-        Result<size_t> got = source_->Read(buf_.data(), kReadChunkBytes);
+        if (buf_.size() < chunk_bytes_) buf_.resize(chunk_bytes_);
+        Result<size_t> got = source_->Read(buf_.data(), chunk_bytes_);
         if (!got.ok()) {
           status_ = got.status();
           eof_ = true;

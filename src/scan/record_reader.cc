@@ -69,7 +69,7 @@ class FileRecordReader final : public RecordReader {
       : source_(std::move(source)),
         name_(std::move(name)),
         options_(std::move(options)),
-        lines_(source_.get(), options_.limits.max_line_bytes) {
+        lines_(source_.get(), options_.limits.max_line_bytes, options_.limits.read_chunk_bytes) {
     jsonl_ = options_.format == InputFormat::kJsonl ||
              (options_.format == InputFormat::kAuto && LooksLikeJsonl(name_));
     whole_file_ = options_.whole_file && !jsonl_;
@@ -134,7 +134,7 @@ class FileRecordReader final : public RecordReader {
     if (wanted && !wanted(0)) return Outcome::kEnd;
     const size_t cap = options_.limits.max_document_bytes;
     std::string text;
-    std::vector<char> chunk(kReadChunkBytes);
+    std::vector<char> chunk(std::max<size_t>(options_.limits.read_chunk_bytes, 16));
     uint64_t total = 0;
     for (;;) {
       Result<size_t> got = source_->Read(chunk.data(), chunk.size());

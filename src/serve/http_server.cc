@@ -709,6 +709,9 @@ net::awaitable<void> Session(tcp::socket socket, ServerState& st) {
       if (ec == http::error::header_limit) {
         co_await SendReadError(st, stream, 431, "Request header fields too large (limit " +
                                                     std::to_string(kMaxHeaderBytes) + " bytes).");
+      } else if (ec == http::error::body_limit) {
+        // Content-Length above the limit: refused before reading the body.
+        co_await SendReadError(st, stream, 413, "Request body too large (limit " + std::to_string(kMaxBodyBytes) + " bytes).");
       } else if (ec != http::error::end_of_stream && ec != beast::error::timeout && ec != net::error::eof &&
                  ec != net::error::connection_reset && ec != net::error::operation_aborted) {
         co_await SendReadError(st, stream, 400, "Malformed HTTP request: " + ec.message() + ".");

@@ -11,7 +11,7 @@ namespace {
 
 jinja::Limits ChatLimits() {
   return jinja::Limits{kMaxChatTemplateBytes, kMaxChatOutputBytes, kMaxChatLoopIterations,
-                       kMaxChatNestingDepth};
+                       kMaxChatNestingDepth, kMaxChatMacroDepth};
 }
 
 // Built-in templates, written for tracemark from the documented prompt formats. For messages

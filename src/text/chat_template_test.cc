@@ -109,8 +109,9 @@ TEST(ChatTemplateTest, EmptyConversationRejected) {
 }
 
 TEST(ChatTemplateTest, UnsupportedConstructIsAnErrorNotOutput) {
-  for (const char* src : {"{% macro m() %}x{% endmacro %}", "{% raw %}{{ x }}{% endraw %}",
-                          "{% set x %}a{% endset %}", "{{ messages | map(attribute='role') | join }}",
+  for (const char* src : {"{% call m() %}x{% endcall %}", "{% raw %}{{ x }}{% endraw %}",
+                          "{% macro m() %}{{ varargs }}{% endmacro %}", "{{ messages | map('upper') | join }}",
+                          "{{ '{}'.format(1) }}", "{% filter upper %}x{% endfilter %}",
                           "{% for m in messages recursive %}{% endfor %}", "{% include 'other' %}",
                           "{{ 'abc' is divisibleby 3 }}"}) {
     Result<ChatTemplate> tmpl = ChatTemplate::FromString(src, std::nullopt, std::nullopt);

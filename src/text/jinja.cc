@@ -19,7 +19,7 @@ namespace tracemark::jinja {
 // AST
 
 enum class NodeKind : uint8_t {
-  kBody, kText, kOutput, kIf, kFor, kSet, kSetAttr,
+  kBody, kText, kOutput, kIf, kFor, kSet, kSetAttr, kSetBlock, kMacro, kBreak, kContinue,
   kLiteral, kName, kAttr, kItem, kSlice, kCall, kFilter, kTest, kNot, kNeg, kPos,
   kBinary, kAnd, kOr, kCompare, kCond, kListLit, kDictLit,
 };
@@ -648,7 +648,19 @@ class Parser {
       if (k == "if") body->kids.push_back(ParseIf(kw.line));
       else if (k == "for") body->kids.push_back(ParseFor(kw.line));
       else if (k == "set") body->kids.push_back(ParseSet(kw.line));
-      else if (k == "endif" || k == "endfor" || k == "elif" || k == "else" || k == "endset")
+      else if (k == "macro") body->kids.push_back(ParseMacro(kw.line));
+      else if (k == "generation") {
+        // transformers' assistant-mask tag: renders its body unchanged.
+        ExpectBlockEnd();
+        std::string end;
+        body->kids.push_back(ParseBody({"endgeneration"}, &end));
+        ExpectBlockEnd();
+      } else if (k == "break" || k == "continue") {
+        if (loop_depth_ == 0) Fail(kw.line, "'{% " + k + " %}' outside a loop");
+        body->kids.push_back(Make(k == "break" ? NodeKind::kBreak : NodeKind::kContinue, kw.line));
+        ExpectBlockEnd();
+      } else if (k == "endif" || k == "endfor" || k == "elif" || k == "else" || k == "endset" ||
+                 k == "endmacro" || k == "endgeneration")
         Fail(kw.line, "unexpected '{% " + k + " %}'");
       else Unsupported(kw.line, "'{% " + k + " %}'");
     }
@@ -689,7 +701,9 @@ class Parser {
     if (IsName("recursive")) Unsupported(Cur().line, "recursive loops");
     ExpectBlockEnd();
     std::string end;
+    ++loop_depth_;
     n->kids.push_back(ParseBody({"else", "endfor"}, &end));
+    --loop_depth_;
     if (end == "else") {
       ExpectBlockEnd();
       n->kids.push_back(ParseBody({"endfor"}, &end));
@@ -710,12 +724,65 @@ class Parser {
       n = Make(NodeKind::kSet, line);
     }
     n->name = target;
-    if (Cur().type == Tok::kBlockEnd) Unsupported(line, "block assignment '{% set x %}...{% endset %}'");
+    if (Cur().type == Tok::kBlockEnd && n->kind == NodeKind::kSet) {
+      // {% set x %}...{% endset %}: x is the rendered body.
+      n->kind = NodeKind::kSetBlock;
+      Advance();
+      std::string end;
+      n->kids.push_back(ParseBody({"endset"}, &end));
+      ExpectBlockEnd();
+      return n;
+    }
+    if (IsOp("|")) Unsupported(line, "filtered block assignment");
     if (IsOp(",")) Unsupported(line, "tuple assignment in '{% set %}'");
     ExpectOp("=");
     n->kids.push_back(ParseExpr());
     ExpectBlockEnd();
     return n;
+  }
+
+  // {% macro name(a, b=default) %}body{% endmacro %}: kids[0] is the body, kids[1 + i] the
+  // default of parameter i (or null).
+  NodePtr ParseMacro(int line) {
+    NodePtr n = Make(NodeKind::kMacro, line);
+    n->name = ExpectName();
+    n->kids.push_back(nullptr);
+    ExpectOp("(");
+    while (!IsOp(")")) {
+      n->names.push_back(ExpectName());
+      if (IsOp("=")) {
+        Advance();
+        n->kids.push_back(ParseExpr());
+      } else {
+        n->kids.push_back(nullptr);
+      }
+      if (!IsOp(",")) break;
+      Advance();
+    }
+    ExpectOp(")");
+    ExpectBlockEnd();
+    const int saved_loops = loop_depth_;
+    loop_depth_ = 0;  // break/continue cannot cross a macro
+    std::string end;
+    n->kids[0] = ParseBody({"endmacro"}, &end);
+    loop_depth_ = saved_loops;
+    ExpectBlockEnd();
+    if (UsesName(*n->kids[0], {"varargs", "kwargs", "caller"})) {
+      Unsupported(line, "a macro using varargs, kwargs or caller");
+    }
+    return n;
+  }
+
+  static bool UsesName(const Node& n, std::initializer_list<const char*> names) {
+    if (n.kind == NodeKind::kName) {
+      for (const char* x : names) {
+        if (n.name == x) return true;
+      }
+    }
+    for (const auto& k : n.kids) {
+      if (k && UsesName(*k, names)) return true;
+    }
+    return n.extra && UsesName(*n.extra, names);
   }
 
   // ---- expressions, lowest precedence first (Jinja2's parser order) ----
@@ -1106,6 +1173,7 @@ class Parser {
   size_t pos_ = 0;
   int depth_ = 0;
   int max_depth_;
+  int loop_depth_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1212,6 +1280,22 @@ class Renderer {
 
  private:
   using Scope = std::vector<std::pair<std::string, Value>>;
+
+  struct Args {
+    std::vector<Value> pos;
+    std::vector<std::pair<std::string, Value>> kw;
+    const Value* Kw(const char* name) const {
+      for (const auto& [k, v] : kw) {
+        if (k == name) return &v;
+      }
+      return nullptr;
+    }
+    // Positional i, else keyword `name`, else null.
+    const Value* Get(size_t i, const char* name) const {
+      if (i < pos.size()) return &pos[i];
+      return Kw(name);
+    }
+  };
 
   void CheckSize(size_t n, int line) const {
     if (n > limits_.max_output_bytes) {
@@ -1376,6 +1460,21 @@ class Renderer {
       case NodeKind::kSet:
         Assign(n.name, Eval(*n.kids[0]));
         return;
+      case NodeKind::kSetBlock:
+        Assign(n.name, Value::Str(Capture(*n.kids[0])));
+        return;
+      case NodeKind::kMacro: {
+        Value f;
+        f.kind = Kind::kFunction;
+        f.s = n.name;
+        f.macro = &n;
+        Assign(n.name, std::move(f));
+        return;
+      }
+      case NodeKind::kBreak:
+        throw LoopControl{true};
+      case NodeKind::kContinue:
+        throw LoopControl{false};
       case NodeKind::kSetAttr: {
         const Value* ns = Lookup(n.name);
         if (ns == nullptr || ns->kind != Kind::kNamespace) {
@@ -1394,6 +1493,65 @@ class Renderer {
       default:
         Fail(n.line, "internal: expression in statement position");
     }
+  }
+
+  struct LoopControl {
+    bool is_break;
+  };
+
+  // Renders `body` into a string of its own (block set, macro call).
+  std::string Capture(const Node& body) {
+    struct Swap {
+      Swap(std::string* a, std::string* b) : a_(a), b_(b) { a_->swap(*b_); }
+      ~Swap() { a_->swap(*b_); }
+      std::string* a_;
+      std::string* b_;
+    };
+    std::string buffer;
+    {
+      Swap swap(&out_, &buffer);
+      Exec(body);
+    }
+    return buffer;
+  }
+
+  Value CallMacro(const Node& m, Args& a, int line) {
+    if (++macro_depth_ > limits_.max_macro_depth) {
+      LimitHit("line " + std::to_string(line) + ": macro calls nested deeper than " +
+               std::to_string(limits_.max_macro_depth));
+    }
+    if (a.pos.size() > m.names.size()) {
+      Fail(line, "macro '" + m.name + "' takes " + std::to_string(m.names.size()) + " arguments, got " +
+                     std::to_string(a.pos.size()));
+    }
+    for (const auto& [k, v] : a.kw) {
+      if (std::find(m.names.begin(), m.names.end(), k) == m.names.end()) {
+        Fail(line, "macro '" + m.name + "' has no parameter '" + k + "'");
+      }
+    }
+    // A macro sees the globals and template-level variables, not the caller's locals.
+    std::vector<Scope> saved;
+    saved.swap(scopes_);
+    scopes_.push_back(saved[0]);
+    scopes_.push_back(saved[1]);
+    scopes_.emplace_back();
+    struct Restore {
+      ~Restore() {
+        r->scopes_.swap(*saved);
+        --r->macro_depth_;
+      }
+      Renderer* r;
+      std::vector<Scope>* saved;
+    } restore{this, &saved};
+    for (size_t i = 0; i < m.names.size(); ++i) {
+      const Value* v = i < a.pos.size() ? &a.pos[i] : a.Kw(m.names[i].c_str());
+      if (v != nullptr) Assign(m.names[i], *v);
+      else if (m.kids[1 + i]) Assign(m.names[i], Eval(*m.kids[1 + i]));
+      else Assign(m.names[i], Value::Undefined());
+    }
+    std::string text = Capture(*m.kids[0]);
+    // Template-level changes made inside the macro stay inside it (Jinja scoping).
+    return Value::Str(std::move(text));
   }
 
   std::vector<Value> Iterate(const Value& v, int line) {
@@ -1457,7 +1615,13 @@ class Renderer {
           {"nextitem", i + 1 < len ? items[static_cast<size_t>(i + 1)] : Value::Undefined()},
       };
       Assign("loop", Value::MakeDict(std::move(loop)));
-      Exec(*n.kids[1]);
+      try {
+        Exec(*n.kids[1]);
+      } catch (const LoopControl& c) {
+        scopes_.pop_back();
+        if (c.is_break) return;
+        continue;
+      }
       scopes_.pop_back();
     }
   }
@@ -1678,21 +1842,6 @@ class Renderer {
     return Value::Str(std::move(s));
   }
 
-  struct Args {
-    std::vector<Value> pos;
-    std::vector<std::pair<std::string, Value>> kw;
-    const Value* Kw(const char* name) const {
-      for (const auto& [k, v] : kw) {
-        if (k == name) return &v;
-      }
-      return nullptr;
-    }
-    // Positional i, else keyword `name`, else null.
-    const Value* Get(size_t i, const char* name) const {
-      if (i < pos.size()) return &pos[i];
-      return Kw(name);
-    }
-  };
 
   Args EvalArgs(const Node& n, size_t first) {
     Args a;
@@ -1710,6 +1859,10 @@ class Renderer {
 
   Value Call(const Node& n) {
     Value callee = Eval(*n.kids[0]);
+    if (callee.kind == Kind::kUndefined && n.kids[0]->kind == NodeKind::kAttr) {
+      // Python has many more methods (str.format, str.title, ...) than we implement.
+      Unsupported(n.line, "the method '" + n.kids[0]->name + "()'");
+    }
     if (callee.kind == Kind::kUndefined) {
       Fail(n.line, callee.s.empty() ? "call of an undefined value" : "'" + callee.s + "' is undefined");
     }
@@ -1717,6 +1870,7 @@ class Renderer {
     Args a = EvalArgs(n, 1);
     const std::string& fn = callee.s;
     const int line = n.line;
+    if (callee.macro != nullptr) return CallMacro(*callee.macro, a, line);
     if (!callee.list) {
       if (fn == "raise_exception") {
         const Value* m = a.Get(0, "message");
@@ -1887,8 +2041,68 @@ class Renderer {
   Value Filter(const Node& n) {
     Value v = Eval(*n.kids[0]);
     Args a = EvalArgs(n, 1);
-    const std::string& f = n.name;
-    const int line = n.line;
+    return ApplyFilter(n.name, v, a, n.line);
+  }
+
+  // The attribute or item `path` ("a" or "a.b") of `item`, as selectattr/map look it up.
+  Value Attribute(const Value& item, const std::string& path, int line) {
+    Value cur = item;
+    size_t from = 0;
+    while (true) {
+      const size_t dot = path.find('.', from);
+      const std::string part = path.substr(from, dot == std::string::npos ? std::string::npos : dot - from);
+      if (cur.kind == Kind::kUndefined) return cur;
+      cur = GetItem(cur, Value::Str(part), line);
+      if (dot == std::string::npos) return cur;
+      from = dot + 1;
+    }
+  }
+
+  Value ApplyFilter(const std::string& f, const Value& v, const Args& a, int line) {
+    if (f == "select" || f == "reject" || f == "selectattr" || f == "rejectattr") {
+      const bool by_attr = f == "selectattr" || f == "rejectattr";
+      const bool keep_if = f == "select" || f == "selectattr";
+      size_t next = 0;
+      std::string attr;
+      if (by_attr) {
+        if (a.pos.empty() || a.pos[0].kind != Kind::kString) Fail(line, f + ": expected an attribute name");
+        attr = a.pos[0].s;
+        next = 1;
+      }
+      std::string test;
+      if (a.pos.size() > next) {
+        if (a.pos[next].kind != Kind::kString) Fail(line, f + ": expected a test name");
+        test = a.pos[next].s;
+      }
+      if (!a.kw.empty()) Unsupported(line, f + " with keyword arguments");
+      Args targs;
+      for (size_t i = next + 1; i < a.pos.size(); ++i) targs.pos.push_back(a.pos[i]);
+      List kept;
+      // Jinja iterates only a truthy sequence: none selects nothing.
+      for (const Value& item : v.kind == Kind::kNone ? std::vector<Value>() : Iterate(v, line)) {
+        const Value x = by_attr ? Attribute(item, attr, line) : item;
+        const bool pass = test.empty() ? Truthy(x) : TestValue(test, x, targs, line);
+        if (pass == keep_if) kept.push_back(item);
+      }
+      Value r = Value::MakeList(std::move(kept));
+      r.i = kIterator;
+      return r;
+    }
+    if (f == "map") {
+      const Value* attr = a.Kw("attribute");
+      if (attr == nullptr || !a.pos.empty()) Unsupported(line, "map() other than map(attribute=...)");
+      if (attr->kind != Kind::kString) Fail(line, "map: attribute must be a string");
+      const Value* dflt = a.Kw("default");
+      List out;
+      for (const Value& item : v.kind == Kind::kNone ? std::vector<Value>() : Iterate(v, line)) {
+        Value x = Attribute(item, attr->s, line);
+        if (x.kind == Kind::kUndefined && dflt != nullptr) x = *dflt;
+        out.push_back(std::move(x));
+      }
+      Value r = Value::MakeList(std::move(out));
+      r.i = kIterator;
+      return r;
+    }
     if (f == "trim") {
       const Value* chars = a.Get(0, "chars");
       const std::string* set = (chars && chars->kind == Kind::kString) ? &chars->s : nullptr;
@@ -2013,7 +2227,10 @@ class Renderer {
   bool Test(const Node& n) {
     Value v = Eval(*n.kids[0]);
     Args a = EvalArgs(n, 1);
-    const std::string& t = n.name;
+    return TestValue(n.name, v, a, n.line);
+  }
+
+  bool TestValue(const std::string& t, const Value& v, const Args& a, int line) {
     if (t == "defined") return v.kind != Kind::kUndefined;
     if (t == "undefined") return v.kind == Kind::kUndefined;
     if (t == "none") return v.kind == Kind::kNone;
@@ -2033,16 +2250,16 @@ class Renderer {
     }
     if (t == "callable") return v.kind == Kind::kFunction;
     if (t == "even" || t == "odd") {
-      if (v.kind != Kind::kInt && v.kind != Kind::kBool) Fail(n.line, "'" + t + "' test of a non-integer");
+      if (v.kind != Kind::kInt && v.kind != Kind::kBool) Fail(line, "'" + t + "' test of a non-integer");
       const bool even = (AsInt(v) % 2) == 0;
       return t == "even" ? even : !even;
     }
     if (t == "eq" || t == "equalto" || t == "ne") {
-      if (a.pos.size() != 1) Fail(n.line, "'" + t + "' test needs one argument");
+      if (a.pos.size() != 1) Fail(line, "'" + t + "' test needs one argument");
       const bool eq = Equal(v, a.pos[0]);
       return t == "ne" ? !eq : eq;
     }
-    Unsupported(n.line, "the test '" + t + "'");
+    Unsupported(line, "the test '" + t + "'");
   }
 
   bool Less(const Value& a, const Value& b, int line) {
@@ -2174,6 +2391,7 @@ class Renderer {
   int64_t iterations_ = 0;
   std::vector<Scope> scopes_;
   std::vector<std::shared_ptr<Dict>> namespaces_;
+  int macro_depth_ = 0;
 };
 
 // Newlines to "\n", and one trailing newline dropped (Jinja2 with keep_trailing_newline=False).

@@ -3,8 +3,9 @@
 // It renders like transformers' apply_chat_template does: an immutable sandboxed environment
 // with trim_blocks and lstrip_blocks on, newlines normalized to "\n" and one trailing newline
 // of the source dropped. Supported: text, {{ }}, {% if/elif/else %}, {% for %} (with `loop`,
-// tuple targets, an else branch), {% set %} (names and namespace attributes), comments and
-// whitespace control (-, +); expressions with literals (strings, numbers, lists, dicts),
+// tuple targets, a filter, an else branch, break/continue), {% set %} (names, namespace
+// attributes, blocks), {% macro %}, {% generation %}, comments and whitespace control (-, +);
+// expressions with literals (strings, numbers, lists, dicts),
 // and/or/not, comparisons, in / not in, is [not] <test>, + - * / // % ** ~, x if c else y,
 // attribute and item access, slices, filters and a few functions and methods (see
 // docs/chat_templates.md). Anything else is a parse or render error with a line number, never
@@ -26,6 +27,7 @@
 
 namespace tracemark::jinja {
 
+struct Node;
 struct Value;
 using List = std::vector<Value>;
 using Dict = std::vector<std::pair<std::string, Value>>;  // insertion-ordered, like Python dicts
@@ -52,6 +54,7 @@ struct Value {
   std::shared_ptr<List> list;     // kList; kFunction: the bound object (one element), if any
   std::shared_ptr<Dict> dict;     // kDict, kNamespace
   uint32_t depth = 0;             // lists and dicts: 1 + the deepest element (namespaces: 1)
+  const Node* macro = nullptr;    // kFunction: a template macro (owned by its Template)
 
   static Value Undefined() { return {}; }
   static Value None() { Value v; v.kind = Kind::kNone; return v; }
@@ -81,10 +84,9 @@ struct Limits {
   size_t max_template_bytes;
   size_t max_output_bytes;     // also bounds every intermediate string and list
   int64_t max_loop_iterations; // summed over all loops of one render
-  int max_nesting_depth;       // blocks and expressions
+  int max_nesting_depth;       // blocks, expressions and values
+  int max_macro_depth;         // nested macro calls (macros may recurse)
 };
-
-struct Node;
 
 class Template {
  public:

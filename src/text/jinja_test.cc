@@ -32,7 +32,8 @@ Value FromJson(const nlohmann::ordered_json& j) {
 }
 
 Limits TestLimits() {
-  return Limits{kMaxChatTemplateBytes, kMaxChatOutputBytes, kMaxChatLoopIterations, kMaxChatNestingDepth};
+  return Limits{kMaxChatTemplateBytes, kMaxChatOutputBytes, kMaxChatLoopIterations, kMaxChatNestingDepth,
+                kMaxChatMacroDepth};
 }
 
 TEST(JinjaFeaturesTest, MatchesPythonJinja2) {

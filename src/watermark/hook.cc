@@ -1,5 +1,6 @@
 #include "tracemark/watermark/hook.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -9,6 +10,27 @@ namespace tracemark::watermark {
 namespace {
 uint32_t GreenThreshold(double gamma) {
   return static_cast<uint32_t>(std::floor(gamma * 4294967296.0));
+}
+
+// PRF words of (key, context, ids[k], slot) for k < n, in chunks through the batched Philox.
+// `out` receives word slot % 4 of each block.
+constexpr size_t kWordChunk = 512;
+template <typename F>
+void ForEachWordChunk(uint64_t key, uint64_t hash, uint32_t slot, const int32_t* ids, size_t n,
+                      F&& f) {
+  uint32_t c0[kWordChunk], c1[kWordChunk], c3[kWordChunk];
+  uint32_t o0[kWordChunk], o1[kWordChunk], o2[kWordChunk], o3[kWordChunk];
+  const size_t m = std::min(n, kWordChunk);
+  std::fill(c0, c0 + m, static_cast<uint32_t>(hash));
+  std::fill(c1, c1 + m, static_cast<uint32_t>(hash >> 32));
+  std::fill(c3, c3 + m, slot >> 2);
+  uint32_t* outs[4] = {o0, o1, o2, o3};
+  const uint32_t* words = outs[slot & 3];
+  for (size_t base = 0; base < n; base += kWordChunk) {
+    const size_t len = std::min(kWordChunk, n - base);
+    Philox4x32Batch(key, len, c0, c1, reinterpret_cast<const uint32_t*>(ids + base), c3, o0, o1, o2, o3);
+    f(base, len, words);
+  }
 }
 }  // namespace
 
@@ -50,10 +72,17 @@ void WatermarkHook::ProcessLogits(std::span<float> logits, std::span<const int32
   if (params_.kind != SchemeKind::kKgw) return;
   if (!Prepare(context)) return;
   const float delta = static_cast<float>(params_.delta);
-  const int32_t n = static_cast<int32_t>(logits.size());
-  for (int32_t v = 0; v < n; ++v) {
-    if (TokenWord(step_key_, step_hash_, v, step_slot_) < green_threshold_) logits[v] += delta;
+  const size_t n = logits.size();
+  if (iota_.size() != n) {
+    iota_.resize(n);
+    for (size_t v = 0; v < n; ++v) iota_[v] = static_cast<int32_t>(v);
   }
+  const uint32_t threshold = green_threshold_;
+  ForEachWordChunk(step_key_, step_hash_, step_slot_, iota_.data(), n,
+                   [&](size_t base, size_t len, const uint32_t* w) {
+                     float* l = logits.data() + base;
+                     for (size_t k = 0; k < len; ++k) l[k] += w[k] < threshold ? delta : 0.0f;
+                   });
   ++watermarked_steps_;
 }
 
@@ -72,17 +101,20 @@ int32_t WatermarkHook::Choose(const TokenCandidates& c, std::span<const int32_t>
     // (1 - u_v) >= best * p_v cannot win and needs no logarithm.
     double best = std::numeric_limits<double>::infinity();
     int32_t choice = -1;
-    for (size_t i = 0; i < n; ++i) {
-      const double p = c.probs[i];
-      if (!(p > 0.0)) continue;
-      const double u = WordToUniform(TokenWord(step_key_, step_hash_, c.ids[i], step_slot_));
-      if (1.0 - u >= best * p) continue;
-      const double e = -std::log(u) / p;
-      if (e < best) {
-        best = e;
-        choice = c.ids[i];
-      }
-    }
+    ForEachWordChunk(step_key_, step_hash_, step_slot_, c.ids.data(), n,
+                     [&](size_t base, size_t len, const uint32_t* w) {
+                       for (size_t k = 0; k < len; ++k) {
+                         const double p = c.probs[base + k];
+                         if (!(p > 0.0)) continue;
+                         const double u = WordToUniform(w[k]);
+                         if (1.0 - u >= best * p) continue;
+                         const double e = -std::log(u) / p;
+                         if (e < best) {
+                           best = e;
+                           choice = c.ids[base + k];
+                         }
+                       }
+                     });
     if (choice < 0) {
       pending_ = false;
       return -1;
@@ -96,15 +128,20 @@ int32_t WatermarkHook::Choose(const TokenCandidates& c, std::span<const int32_t>
   if (g_words_.size() < n) g_words_.resize(n);
   double* p = scratch_.data();
   uint32_t* words = g_words_.data();
-  for (size_t i = 0; i < n; ++i) {
-    p[i] = c.probs[i] > 0.0f ? c.probs[i] : 0.0;
-    words[i] = p[i] > 0.0 ? TokenWord(step_key_, step_hash_, c.ids[i], step_slot_) : 0u;
-  }
+  for (size_t i = 0; i < n; ++i) p[i] = c.probs[i] > 0.0f ? c.probs[i] : 0.0;
+  ForEachWordChunk(step_key_, step_hash_, step_slot_, c.ids.data(), n,
+                   [&](size_t base, size_t len, const uint32_t* w) {
+                     std::copy(w, w + len, words + base);
+                   });
   for (int l = 0; l < params_.layers; ++l) {
-    double mass = 0.0;
-    for (size_t i = 0; i < n; ++i) {
-      mass += ((words[i] >> l) & 1u) ? p[i] : 0.0;
+    // Four partial sums (fixed order: deterministic) let the reduction vectorize.
+    double part[4] = {0.0, 0.0, 0.0, 0.0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+      for (size_t q = 0; q < 4; ++q) part[q] += p[i + q] * static_cast<double>((words[i + q] >> l) & 1u);
     }
+    double mass = (part[0] + part[1]) + (part[2] + part[3]);
+    for (; i < n; ++i) mass += p[i] * static_cast<double>((words[i] >> l) & 1u);
     for (size_t i = 0; i < n; ++i) {
       p[i] *= 1.0 + static_cast<double>((words[i] >> l) & 1u) - mass;
     }

@@ -41,6 +41,7 @@ struct ReaderLimits {
   uint64_t max_compression_ratio = kDefaultMaxCompressionRatio;
   uint64_t ratio_guard_min_bytes = kRatioGuardMinBytes;
   size_t max_json_depth = kDefaultMaxJsonDepth;
+  size_t read_chunk_bytes = kReadChunkBytes;  // smaller in fuzzing, where each input is tiny
 };
 
 }  // namespace tracemark::scan

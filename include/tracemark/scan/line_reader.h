@@ -28,13 +28,13 @@ struct Line {
 
 class LineReader {
  public:
-  LineReader(ByteSource* source, size_t max_line_bytes);
+  LineReader(ByteSource* source, size_t max_line_bytes, size_t chunk_bytes = kReadChunkBytes);
   // Fills *line and returns true, or returns false at the end of the stream or on error.
   bool Next(Line* line);
   const Status& status() const { return status_; }
   // Lines returned so far.
   uint64_t lines() const { return next_number_ - 1; }
-  // Bytes held by the line buffer (bounded by max_line_bytes + kReadChunkBytes).
+  // Bytes held by the line buffer (bounded by max_line_bytes + chunk_bytes).
   size_t buffer_bytes() const { return buf_.capacity(); }
 
  private:
@@ -43,6 +43,7 @@ class LineReader {
 
   ByteSource* source_;
   size_t max_line_bytes_;
+  size_t chunk_bytes_;
   std::vector<char> buf_;
   size_t begin_ = 0;     // first unconsumed byte
   size_t end_ = 0;       // end of valid bytes

@@ -36,6 +36,7 @@ inline constexpr size_t kMaxChatTemplateBytes = 256 * 1024;   // template source
 inline constexpr size_t kMaxChatOutputBytes = 16u << 20;      // rendered prompt and any string built
 inline constexpr int64_t kMaxChatLoopIterations = 1 << 17;    // all loop iterations of one render
 inline constexpr int kMaxChatNestingDepth = 128;              // nested blocks, expressions, values
+inline constexpr int kMaxChatMacroDepth = 16;                 // nested (or recursive) macro calls
 
 struct ChatMessage {
   std::string role;     // "system", "user", "assistant", "tool", ...

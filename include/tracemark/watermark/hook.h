@@ -55,6 +55,7 @@ class WatermarkHook : public SamplerHook {
   TupleSet seen_;  // (context hash, 0) of watermarked steps
   std::vector<double> scratch_;     // SynthID candidate probabilities
   std::vector<uint32_t> g_words_;   // SynthID g-value words (bit l = layer l)
+  std::vector<int32_t> iota_;       // KGW: 0 .. vocab-1, the ids whose green bits are drawn
   int64_t watermarked_steps_ = 0;
   int64_t skipped_repeats_ = 0;
 };
