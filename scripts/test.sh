@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The gateway suite (tests/gateway) uses the official openai SDK from a private venv.
+if ! .venv-test/bin/python -c "import openai, pytest" 2>/dev/null; then
+  python3 -m venv .venv-test && .venv-test/bin/pip install -q "openai>=1.40" pytest
+fi
 BUILD_DIR=${TM_BUILD_DIR:-build}
 cd "$BUILD_DIR"
 ctest --output-on-failure -j "$(nproc)" "$@"

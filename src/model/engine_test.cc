@@ -216,6 +216,45 @@ TEST_P(Parity, BatchedSequences) {
   EXPECT_LE(last.Nmse(), kMaxNmse);
 }
 
+// Truncating a sequence and decoding its tail again gives the reference logits; a sliding-window
+// ring refuses truncation further back than it still holds.
+TEST_P(Parity, TruncateAndRedecode) {
+  const std::string arch = GetParam();
+  auto model = LoadTiny(arch);
+  ASSERT_NE(model, nullptr);
+  Vectors v = LoadVectors(arch);
+  ContextOptions opt;
+  opt.n_ctx = 64;
+  opt.max_batch = 4;
+  opt.kv_type = KvType::kF32;
+  auto ctx = Context::Create(*model, opt);
+  ASSERT_TRUE(ctx.ok());
+  const auto& seq = v.seqs[0];
+  const int32_t len = static_cast<int32_t>(seq.size());
+  Batch b;
+  auto run = [&](int32_t from) {
+    Diff d;
+    for (int32_t i = from; i < len; ++i) {
+      b.Clear();
+      b.Add(seq[i], i, 0, true);
+      EXPECT_TRUE((*ctx)->Decode(b).ok());
+      d.Add((*ctx)->Logits(0).data(), v.logits[0].data() + static_cast<size_t>(i) * v.vocab, v.vocab);
+    }
+    return d;
+  };
+  run(0);
+  const bool ring = model->config().sliding_window > 0;  // gemma3: 8 + 4 cells per sliding layer
+  if (ring) {
+    EXPECT_EQ((*ctx)->TruncateSeq(0, 20).code(), StatusCode::kUnimplemented);
+  }
+  const int32_t keep = ring ? len - 3 : 20;
+  ASSERT_TRUE((*ctx)->TruncateSeq(0, keep).ok());
+  EXPECT_EQ((*ctx)->seq_length(0), keep);
+  Diff d = run(keep);
+  EXPECT_LE(d.Nmse(), kMaxNmse) << arch;
+  EXPECT_EQ(d.argmax_mismatch, 0) << arch;
+}
+
 INSTANTIATE_TEST_SUITE_P(Archs, Parity, ::testing::Values("llama", "qwen2", "gemma3"));
 
 TEST(EngineConfig, ReadsArchitectureConventions) {

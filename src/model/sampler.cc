@@ -280,6 +280,11 @@ int32_t Sampler::BuildCandidates(std::span<const float> logits) {
     identity = true;
   }
 
+  return Normalize(logits, n, identity);
+}
+
+int32_t Sampler::Normalize(std::span<const float> logits, int32_t n, bool identity) {
+  const float t = params_.temperature;
   const double kept = SumDouble(weights_.data(), static_cast<size_t>(n));
   if (!(kept > 0.0) || !std::isfinite(kept)) return 0;
   const double inv = 1.0 / kept;

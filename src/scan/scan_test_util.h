@@ -40,6 +40,7 @@ class FakeScorerFactory : public ScorerFactory {
 class FakePoolFactory : public PoolFactory {
  public:
   Result<std::unique_ptr<CorpusPool>> NewPool(uint64_t account, int key_version) override;
+  std::string Identity() const override { return "fake-scorer/1"; }
 };
 
 }  // namespace tracemark::scan::testing

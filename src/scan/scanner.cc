@@ -696,6 +696,10 @@ Result<MergeReport> MergeShards(const std::string& out_dir, PoolFactory* pools) 
     if (e.file >= files.size()) return InvalidArgument("shard summary names an unknown file");
   }
 
+  if (pools != nullptr && (!job.contains("scorer") || job["scorer"] != pools->Identity())) {
+    return InvalidArgument(
+        "the keyring or model given to merge differ from the ones the shards were scanned with");
+  }
   Json summary = SummaryJson(job_text, files, counts, std::move(errors), 0, 0);
   Json corpus;
   corpus["pooled"] = pools != nullptr;

@@ -253,6 +253,24 @@ TEST(ScannerTest, RerunSkipsCompletedShardsAndRefusesAnotherJob) {
   }
 }
 
+TEST(ScannerTest, MergeRefusesOtherKeysAndEmptyFolders) {
+  ScanCorpus corpus;
+  TempDir out;
+  FakeScorerFactory scorers;
+  ShardOptions o;
+  o.out_dir = out.path();
+  ASSERT_TRUE(RunShard(corpus.job(), o, scorers).ok());
+  class OtherKeys : public FakePoolFactory {
+   public:
+    std::string Identity() const override { return "other-keys"; }
+  } other;
+  EXPECT_EQ(MergeShards(out.path(), &other).status().code(), StatusCode::kInvalidArgument);
+  FakePoolFactory same;
+  EXPECT_TRUE(MergeShards(out.path(), &same).ok());
+  TempDir empty;
+  EXPECT_EQ(MergeShards(empty.path(), nullptr).status().code(), StatusCode::kNotFound);
+}
+
 TEST(ScannerTest, MissingInputFileIsAnErrorNotAnAbort) {
   TempDir dir;
   WriteBytes(dir.Join("ok.txt"), "WATERMARK:3 one\nclean\n");

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <openssl/evp.h>
+
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 namespace tracemark::serve {
@@ -165,6 +168,43 @@ TEST(ParseCompletionRequest, DeepNestingIsRejected) {
   ExpectError(Chat(deep));
   std::string very_deep(1'000'000, '[');
   ExpectError(Chat(very_deep));
+}
+
+}  // namespace
+}  // namespace tracemark::serve
+
+namespace tracemark::serve {
+namespace {
+
+// The committed bad-input suite (tools/gen_bad_requests.py): every case the parser can decide
+// is rejected with 400 and, where the suite names one, the expected code.
+TEST(ParseCompletionRequest, CommittedBadInputSuite) {
+  std::ifstream in(std::string(TM_SOURCE_DIR) + "/tests/data/serve/bad_requests.jsonl");
+  ASSERT_TRUE(in.good());
+  std::string line;
+  int checked = 0;
+  while (std::getline(in, line)) {
+    auto c = nlohmann::json::parse(line);
+    if (c["server_only"].get<bool>()) continue;
+    const std::string b64 = c["body_b64"];
+    std::string body(b64.size(), '\0');
+    const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(body.data()),
+                                  reinterpret_cast<const unsigned char*>(b64.data()), static_cast<int>(b64.size()));
+    ASSERT_GE(n, 0);
+    size_t len = static_cast<size_t>(n);
+    if (b64.size() >= 1 && b64[b64.size() - 1] == '=') --len;
+    if (b64.size() >= 2 && b64[b64.size() - 2] == '=') --len;
+    body.resize(len);
+    // The suite uses MODEL as the model id.
+    ParseResult r = ParseCompletionRequest(body, c["endpoint"] == "chat");
+    ASSERT_FALSE(r.request.has_value()) << c["name"];
+    EXPECT_EQ(r.error.http_status, c["status"].get<int>()) << c["name"];
+    if (!c["code"].is_null()) {
+      EXPECT_EQ(r.error.code.value_or("<null>"), c["code"].get<std::string>()) << c["name"];
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 300);
 }
 
 }  // namespace

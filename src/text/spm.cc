@@ -36,7 +36,7 @@ struct Symbol {
   int32_t id;  // vocab id of text[start, start + len), -1 if none
 };
 
-inline uint64_t PairKey(int32_t a, int32_t b) {
+inline uint64_t IdPairKey(int32_t a, int32_t b) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
 }
 
@@ -114,27 +114,26 @@ Result<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(std::vector<std::stri
       if (a < 0) continue;
       const int32_t b = tok->vocab_.Find(std::string_view(text).substr(k));
       if (b < 0) continue;
-      tok->merges_.Insert(PairKey(a, b), (static_cast<uint64_t>(bits) << 32) |
+      tok->merges_.Insert(IdPairKey(a, b), (static_cast<uint64_t>(bits) << 32) |
                                              static_cast<uint32_t>(id));
     }
   }
-  // Tokens containing "x" + U+2581 (x not U+2581) would cross a word boundary.
-  for (int32_t id = 0; id < n && tok->split_words_; ++id) {
-    const TokenType t = tok->vocab_.type(id);
-    if (t != TokenType::kNormal) continue;
-    const std::string_view p = tok->vocab_.piece(id);
-    Bridge bridge;
-    for (size_t pos = p.find(kSpaceMark, 1); pos != std::string_view::npos;
-         pos = p.find(kSpaceMark, pos + 1)) {
-      if (pos >= 3 && p.substr(pos - 3, 3) == kSpaceMark) continue;
-      bridge.offsets.push_back(pos);
-    }
-    if (bridge.offsets.empty()) continue;
-    bridge.text.assign(p);
-    tok->bridges_.push_back(std::move(bridge));
-    if (tok->bridges_.size() > kMaxBridgeTokens) {
-      tok->split_words_ = false;
-      tok->bridges_.clear();
+  // Character bigrams inside vocab entries (every type, so the set is conservative).
+  for (int32_t id = 0; id < n; ++id) {
+    const std::string text = tok->SpecialText(id);
+    uint32_t prev = kInvalidCodepoint;
+    for (size_t i = 0; i < text.size();) {
+      size_t len = 1;
+      const uint32_t cp = DecodeUtf8(text, i, &len);
+      if (prev != kInvalidCodepoint && cp != kInvalidCodepoint) {
+        if ((prev | cp) < 128) {
+          tok->ascii_bigrams_[prev * 128 + cp] = true;
+        } else {
+          tok->bigrams_.Insert(PairKey(prev, cp), 1);
+        }
+      }
+      prev = cp;
+      i += len;
     }
   }
   tok->BuildSpecials();
@@ -178,19 +177,6 @@ std::string SpmTokenizer::TokenBytes(int32_t id, bool skip_special) const {
   return out;
 }
 
-bool SpmTokenizer::IsBoundary(std::string_view text, size_t pos) const {
-  // pos starts a U+2581 and the previous character is not one.
-  for (const Bridge& b : bridges_) {
-    for (const size_t off : b.offsets) {
-      if (pos >= off && pos - off + b.text.size() <= text.size() &&
-          text.compare(pos - off, b.text.size(), b.text) == 0) {
-        return false;
-      }
-    }
-  }
-  return true;
-}
-
 void SpmTokenizer::EncodeFragment(std::string_view text, bool first_fragment,
                                   std::vector<int32_t>* out) const {
   Scratch& s = LocalScratch();
@@ -206,10 +192,6 @@ void SpmTokenizer::EncodeFragment(std::string_view text, bool first_fragment,
     }
   }
   const std::string_view t = norm;
-  if (!split_words_) {
-    EncodeChunk(t, out);
-    return;
-  }
   WordCache& cache = LocalWordCache(serial_);
   size_t start = 0;
   auto flush = [&](size_t end) {
@@ -219,23 +201,20 @@ void SpmTokenizer::EncodeFragment(std::string_view text, bool first_fragment,
     EncodeChunk(chunk, out);
     cache.Insert(chunk, out->data() + before, out->size() - before);
   };
-  // Boundaries: a U+2581 (0xE2 0x96 0x81) right after a character that is not U+2581.
-  size_t pos = 1;
-  while (pos + 2 < t.size()) {
-    const void* hit = std::memchr(t.data() + pos, 0xE2, t.size() - pos - 2);
-    if (!hit) break;
-    pos = static_cast<const char*>(hit) - t.data();
-    if (static_cast<unsigned char>(t[pos + 1]) == 0x96 &&
-        static_cast<unsigned char>(t[pos + 2]) == 0x81) {
-      const bool after_mark = pos >= 3 && t.compare(pos - 3, 3, kSpaceMark) == 0;
-      if (!after_mark && pos > start && (bridges_.empty() || IsBoundary(t, pos))) {
-        flush(pos);
-        start = pos;
-      }
-      pos += 3;
-    } else {
-      ++pos;
+  // Chunk boundaries: between characters that are never adjacent inside a vocab entry.
+  uint32_t prev = kInvalidCodepoint;
+  for (size_t i = 0; i < t.size();) {
+    const auto c = static_cast<unsigned char>(t[i]);
+    uint32_t cp = c;
+    size_t len = 1;
+    if (c >= 0x80) cp = DecodeUtf8(t, i, &len);
+    if (i > start &&
+        (prev == kInvalidCodepoint || cp == kInvalidCodepoint || !HasBigram(prev, cp))) {
+      flush(i);
+      start = i;
     }
+    prev = cp;
+    i += len;
   }
   if (start < t.size()) flush(t.size());
 }
@@ -263,7 +242,7 @@ void SpmTokenizer::EncodeChunk(std::string_view text, std::vector<int32_t>* out)
   // The merge of a and b: priority and merged id (kNoMerge if none).
   auto pair_merge = [&](const Symbol& a, const Symbol& b, int32_t* merged) {
     if (a.id < 0 || b.id < 0) return kNoMerge;
-    const uint64_t* v = merges_.Find(PairKey(a.id, b.id));
+    const uint64_t* v = merges_.Find(IdPairKey(a.id, b.id));
     if (!v) return kNoMerge;
     *merged = static_cast<int32_t>(*v & 0xFFFFFFFFu);
     const auto bits = static_cast<uint32_t>(*v >> 32);

@@ -4,8 +4,10 @@
 // Spaces become U+2581; adjacent symbols are merged highest score first (leftmost on ties), which
 // reproduces the merge order of the Hugging Face BPE models converted from these vocabularies.
 // User-defined tokens (the U+2581 runs of Gemma) merge before everything else, as in the HF
-// merges list. Characters without a vocab entry become <0xXX> byte tokens. Text is split at
-// "non-space -> U+2581" boundaries that no vocab entry crosses, so words can be cached.
+// merges list. Characters without a vocab entry become <0xXX> byte tokens. Text is split into
+// chunks between any two adjacent characters that never occur next to each other inside a vocab
+// entry: no merge can cross such a point, so chunks are encoded (and cached) independently with
+// exactly the result of encoding the whole text.
 // Immutable after construction; Encode is const and thread-safe.
 #pragma once
 
@@ -19,9 +21,6 @@ namespace tracemark::text {
 
 class SpmTokenizer final : public VocabTokenizer {
  public:
-  // A vocabulary with more tokens than this that cross a word boundary is encoded unsplit.
-  static constexpr size_t kMaxBridgeTokens = 64;
-
   static Result<std::unique_ptr<SpmTokenizer>> Create(std::vector<std::string> pieces,
                                                       std::vector<TokenType> types,
                                                       std::vector<float> scores,
@@ -39,8 +38,12 @@ class SpmTokenizer final : public VocabTokenizer {
  private:
   SpmTokenizer() = default;
   void EncodeChunk(std::string_view chunk, std::vector<int32_t>* out) const;
-  // Merge priority of the vocab entry id (higher merges first), or -inf if it never merges.
-  bool IsBoundary(std::string_view text, size_t pos) const;
+  // True if the characters a, b occur next to each other inside some vocab entry.
+  bool HasBigram(uint32_t a, uint32_t b) const {
+    if ((a | b) < 128) return ascii_bigrams_[a * 128 + b];
+    return bigrams_.Find(PairKey(a, b)) != nullptr;
+  }
+  static uint64_t PairKey(uint32_t a, uint32_t b) { return (uint64_t{a} << 32) | b; }
 
   std::vector<float> priority_;
   // (left id << 32 | right id) -> (priority bits << 32 | merged id), for every vocab entry that
@@ -49,12 +52,8 @@ class SpmTokenizer final : public VocabTokenizer {
   int32_t ascii_ids_[128];  // single ASCII characters
   int32_t space_mark_id_ = -1;
   int32_t byte_ids_[256];
-  struct Bridge {
-    std::string text;
-    std::vector<size_t> offsets;  // positions of a U+2581 that follows a non-U+2581 character
-  };
-  std::vector<Bridge> bridges_;
-  bool split_words_ = true;
+  bool ascii_bigrams_[128 * 128] = {};
+  FlatU64Map bigrams_;  // (codepoint a << 32 | codepoint b) of non-ASCII bigrams
 };
 
 }  // namespace tracemark::text

@@ -144,7 +144,7 @@ double LogTail(const SchemeParams& p, const ScoreSum& s) {
 }
 
 Result<Detector> Detector::Create(const Keyring& keyring) {
-  Detector d(keyring);
+  Detector d(std::make_shared<const Keyring>(keyring));
   for (const auto& v : keyring.versions()) {
     VersionState vs;
     vs.version = v.version;

@@ -270,3 +270,24 @@ def test_audit_log_verifies_and_detects_tampering(server, tmp_path):
     db.close()
     bad = run_cli("audit", "verify", "--db", f"sqlite:{copy}", "--keyring", str(server.keyring), check=False)
     assert bad.returncode == 1
+
+
+def test_output_is_watermarked_for_the_calling_account(server, model_id, tmp_path):
+    """End to end: an account's API output, run through `tracemark detect`, is watermarked and
+    attributed to that account."""
+    from conftest import MODEL, run_cli
+    if "detect" not in run_cli("--help").stdout:
+        pytest.skip("this build has no `tracemark detect`")
+    acct = server.create_account("watermarked")
+    c = server.client(acct["api_key"])
+    texts = []
+    for i in range(2):
+        r = c.completions.create(model=model_id, prompt=f"Essay {i}. The history of the sea, in detail:",
+                                 max_tokens=200, temperature=1.0)
+        texts.append(r.choices[0].text)
+    path = tmp_path / "out.txt"
+    path.write_text("\n".join(texts))
+    p = run_cli("detect", "--keyring", str(server.keyring), "--model", str(MODEL), str(path), "--json")
+    j = json.loads(p.stdout)
+    assert j["watermarked"], j
+    assert j["account"] == acct["id"], j

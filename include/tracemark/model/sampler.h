@@ -70,9 +70,9 @@ class SamplerHook {
 // Top-k at or below this selects with a bounded heap in one pass; larger k uses nth_element.
 inline constexpr int32_t kSamplerHeapTopKMax = 512;
 // Top-p / min-p without top-k bucket the weights exp((logit - max) / T) in (0, 1] by their
-// float bits above this shift (exponent and 4 mantissa bits: 16 buckets per power of two, in
-// weight order), find the bucket where the mass crosses top_p, and sort only the tokens in
-// and above it.
+// float bits above kSamplerBucketShift (exponent and 4 mantissa bits: 16 buckets per power of
+// two, in weight order), find the bucket where the mass crosses top_p (one pass, cheaper than
+// a heap pass), and sort only the tokens in and above it.
 inline constexpr int kSamplerBucketShift = 19;
 inline constexpr int32_t kSamplerNumBuckets = (0x3F800000 >> kSamplerBucketShift) + 1;  // 1.0f
 // The multinomial draw skips whole blocks of this many candidates by their sums.
@@ -100,6 +100,8 @@ class Sampler {
   // Given ids_[0, n) sorted with exp-weights in weights_[0, n) (max 1) and the normalizer z,
   // returns the kept count after top-p and min-p.
   int32_t CutSorted(int32_t n, double z) const;
+  // Turns weights_[0, n) into probs_ and fills cand_logits_; returns n, or 0 if no mass.
+  int32_t Normalize(std::span<const float> logits, int32_t n, bool identity);
 
   SamplingParams params_;
   int32_t vocab_size_;

@@ -74,6 +74,8 @@ class PoolFactory {
  public:
   virtual ~PoolFactory() = default;
   virtual Result<std::unique_ptr<CorpusPool>> NewPool(uint64_t account, int key_version) = 0;
+  // Must equal the ScorerFactory::Identity() of the job being merged (same keys and model).
+  virtual std::string Identity() const = 0;
 };
 
 }  // namespace tracemark::scan

@@ -12,10 +12,12 @@
 // p_value = min(1, 3 * min(provider, combined, window)), then Bonferroni over the versions tried.
 // Cost: O(tokens) PRF calls plus O(max_candidates * account-lane tuples), independent of the
 // number of accounts. docs/watermark.md has the derivations and the validity argument.
-// A Detector keeps scratch buffers: one per thread; Detect() is not reentrant.
+// A Detector keeps scratch buffers: one per thread; Detect() is not reentrant. It holds its own
+// (shared, immutable) copy of the keyring; copies of a Detector share it and are independent.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -111,11 +113,11 @@ class Detector {
     size_t index;  // token offset
     double score;
   };
-  Detector(const Keyring& keyring) : keyring_(&keyring) {}
+  explicit Detector(std::shared_ptr<const Keyring> keyring) : keyring_(std::move(keyring)) {}
   Result<Detection> DetectVersion(const VersionState& vs, std::span<const int32_t> tokens,
                                   const DetectOptions& options, size_t end);
 
-  const Keyring* keyring_;
+  std::shared_ptr<const Keyring> keyring_;  // a shared copy: the caller's keyring may go away
   std::vector<VersionState> versions_;
   TupleSet tuples_;
   std::vector<AccountTuple> account_tuples_;
