@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <openssl/crypto.h>
+
 #include "tracemark/base/file.h"
 
 namespace tracemark::crypto {
@@ -75,7 +77,24 @@ Result<std::string> ReadSecretFile(const std::string& path) {
     return ResourceExhausted("keyring '" + path + "' is larger than " +
                              std::to_string(kMaxSecretFileBytes) + " bytes; it is not a keyring");
   }
-  return ReadFile(path, kMaxSecretFileBytes);
+  // Read through the descriptor that was checked (no second open: no symlink or swap race).
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError("cannot read keyring '" + path + "': " + std::strerror(errno));
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > kMaxSecretFileBytes) {
+      return ResourceExhausted("keyring '" + path + "' is larger than " +
+                               std::to_string(kMaxSecretFileBytes) + " bytes; it is not a keyring");
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  OPENSSL_cleanse(buf, sizeof(buf));
+  return out;
 }
 
 Status CreateSecretFile(const std::string& path, std::string_view content) {

@@ -478,8 +478,11 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
   rec.endpoint = chat ? "chat.completions" : "completions";
   rec.prompt_tokens = n_prompt;
   rec.completion_tokens = n_completion;
-  rec.wm_scheme = st.wm_scheme;
-  rec.wm_key_version = st.wm_key_version;
+  // Gumbel and SynthID choose among sampled candidates, so a greedy request (temperature 0) is
+  // not watermarked by them; KGW biases logits and also marks greedy output. Record the truth.
+  const bool watermarked = cr.temperature > 0 || st.wm_scheme.rfind("kgw", 0) == 0;
+  rec.wm_scheme = watermarked ? st.wm_scheme : "";
+  rec.wm_key_version = watermarked ? st.wm_key_version : 0;
   rec.started_at_ms = started_ms;
   rec.finished_at_ms = NowMs();
   auto commit = std::make_shared<CommitChannel>(executor, 1);

@@ -36,9 +36,7 @@ struct Symbol {
   int32_t id;  // vocab id of text[start, start + len), -1 if none
 };
 
-inline uint64_t IdPairKey(int32_t a, int32_t b) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-}
+
 
 struct HeapEntry {
   float priority;
@@ -99,25 +97,6 @@ Result<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(std::vector<std::stri
   }
   for (int c = 0; c < 128; ++c) tok->ascii_ids_[c] = tok->vocab_.Find(std::string(1, char(c)));
   tok->space_mark_id_ = tok->vocab_.Find(kSpaceMark);
-  // Every split of a mergeable entry into two vocab entries is a merge.
-  tok->merges_.Reserve(2 * static_cast<size_t>(n));
-  for (int32_t id = 0; id < n; ++id) {
-    if (tok->priority_[id] == kNoMerge) continue;
-    const std::string text = tok->SpecialText(id);
-    if (text.size() < 2) continue;
-    if (tok->vocab_.Find(text) != id) continue;  // a duplicate spelling: the first id wins
-    uint32_t bits;
-    std::memcpy(&bits, &tok->priority_[id], sizeof(bits));
-    for (size_t k = 1; k < text.size(); ++k) {
-      if ((static_cast<unsigned char>(text[k]) & 0xC0) == 0x80) continue;  // inside a character
-      const int32_t a = tok->vocab_.Find(std::string_view(text).substr(0, k));
-      if (a < 0) continue;
-      const int32_t b = tok->vocab_.Find(std::string_view(text).substr(k));
-      if (b < 0) continue;
-      tok->merges_.Insert(IdPairKey(a, b), (static_cast<uint64_t>(bits) << 32) |
-                                             static_cast<uint32_t>(id));
-    }
-  }
   // Character bigrams inside vocab entries (every type, so the set is conservative).
   for (int32_t id = 0; id < n; ++id) {
     const std::string text = tok->SpecialText(id);
@@ -240,15 +219,14 @@ void SpmTokenizer::EncodeChunk(std::string_view text, std::vector<int32_t>* out)
   }
   const size_t n = syms.size();
   // The merge of a and b: priority and merged id (kNoMerge if none).
+  // The merge of adjacent symbols a and b (both vocab entries, as in the HF merges list):
+  // priority and merged id, or kNoMerge.
   auto pair_merge = [&](const Symbol& a, const Symbol& b, int32_t* merged) {
     if (a.id < 0 || b.id < 0) return kNoMerge;
-    const uint64_t* v = merges_.Find(IdPairKey(a.id, b.id));
-    if (!v) return kNoMerge;
-    *merged = static_cast<int32_t>(*v & 0xFFFFFFFFu);
-    const auto bits = static_cast<uint32_t>(*v >> 32);
-    float p;
-    std::memcpy(&p, &bits, sizeof(p));
-    return p;
+    const int32_t id = vocab_.Find(text.substr(a.start, a.len + b.len));
+    if (id < 0) return kNoMerge;
+    *merged = id;
+    return priority_[id];
   };
   auto emit = [&](const Symbol& sym) {
     if (sym.id >= 0) {

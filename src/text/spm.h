@@ -46,9 +46,6 @@ class SpmTokenizer final : public VocabTokenizer {
   static uint64_t PairKey(uint32_t a, uint32_t b) { return (uint64_t{a} << 32) | b; }
 
   std::vector<float> priority_;
-  // (left id << 32 | right id) -> (priority bits << 32 | merged id), for every vocab entry that
-  // splits into two vocab entries (the pairs the HF merges list holds).
-  FlatU64Map merges_;
   int32_t ascii_ids_[128];  // single ASCII characters
   int32_t space_mark_id_ = -1;
   int32_t byte_ids_[256];

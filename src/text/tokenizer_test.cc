@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <sys/wait.h>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -304,6 +305,48 @@ TEST(SpecialTokenTest, GemmaBosAndEndOfTurn) {
   EXPECT_EQ(tok.Encode("", true, false), std::vector<int32_t>{2});
   EXPECT_EQ(tok.Encode("<start_of_turn>", false, true), std::vector<int32_t>{105});
   EXPECT_EQ(tok.Decode(tok.Encode("Hello  world", true, false), true), "Hello  world");
+}
+
+// ---- The `tracemark tokenize` CLI (skipped when the binary has not been built) ----
+
+std::string RunCommand(const std::string& cmd, int* exit_code) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+TEST(TokenizeCliTest, PrintsTheLibraryIdsAsOneJsonArray) {
+  const std::string bin = std::string(TM_BINARY_DIR) + "/tracemark";
+  const Loaded* l = Get("gemma3");
+  if (!std::filesystem::exists(bin) || !l) GTEST_SKIP() << "tracemark binary or Gemma missing";
+  const std::string text = "Hello  world\n<start_of_turn>user 12345 \xC3\xA9\xF0\x9F\x98\x80";
+  const std::string input = std::string(TM_BINARY_DIR) + "/tokenize_cli_input.txt";
+  ASSERT_TRUE(WriteFileAtomic(input, text).ok());
+  for (const bool parse_special : {false, true}) {
+    int rc = -1;
+    const std::string out =
+        RunCommand(bin + " tokenize --model " + kGemmaPath + (parse_special ? " --parse-special" : "") +
+                       " < " + input,
+                   &rc);
+    EXPECT_EQ(rc, 0);
+    std::string want = "[";
+    const auto ids = l->tok->Encode(text, true, parse_special);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (i) want += ",";
+      want += std::to_string(ids[i]);
+    }
+    want += "]\n";
+    EXPECT_EQ(out, want);
+  }
+  int rc = -1;
+  RunCommand(bin + " tokenize --model /nonexistent/model.gguf < " + input + " 2>/dev/null", &rc);
+  EXPECT_EQ(rc, 2);
 }
 
 // ---- Toy vocabularies built in memory ----

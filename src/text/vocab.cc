@@ -21,8 +21,6 @@ void FlatU64Map::Reserve(size_t n) {
   }
 }
 
-void FlatU64Map::Grow() { Reserve(std::max<size_t>(16, slots_.size())); }
-
 bool FlatU64Map::Insert(uint64_t key, uint64_t value) {
   if (2 * (size_ + 1) > slots_.size()) Reserve(size_ + 1 > 8 ? size_ + 1 : 8);
   size_t i = HashU64(key) & mask_;

@@ -71,7 +71,6 @@ class FlatU64Map {
     uint64_t value = 0;
     bool used = false;
   };
-  void Grow();
   std::vector<Slot> slots_;
   size_t mask_ = 0;
   size_t size_ = 0;

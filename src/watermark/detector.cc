@@ -209,10 +209,10 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
         provider_points_.push_back({i, 0.0});
         break;
       case Lane::kPayload:
-        payload_tuples_.push_back({info.hash, tokens[i], info.position});
+        payload_tuples_.push_back({info.hash, tokens[i], info.position, i});
         break;
       case Lane::kAccount:
-        account_tuples_.push_back({info.hash, tokens[i]});
+        account_tuples_.push_back({info.hash, tokens[i], i});
         break;
     }
   }
@@ -278,7 +278,21 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
   // kAttributionGate. Reporting needs both, so the account test stays valid (it only gets
   // rarer) and null documents cost no key derivations.
   const bool gate = std::min(log_provider, log_window) < std::log(kAttributionGate);
-  if (gate && !account_tuples_.empty() && payload_tuples > 0) {
+  // Mixed documents: when a window beats the whole text, decode and verify only inside the
+  // marked spans. The choice depends on provider-lane words only, which are independent of any
+  // wrong account's account-lane words, so the verification stays exact.
+  if (!det.spans.empty() && log_window < log_provider) {
+    auto in_spans = [&](size_t index) {
+      for (const MarkedSpan& sp : det.spans) {
+        if (index >= sp.begin && index < sp.end) return true;
+      }
+      return false;
+    };
+    std::erase_if(payload_tuples_, [&](const PayloadTuple& t) { return !in_spans(t.index); });
+    std::erase_if(account_tuples_, [&](const AccountTuple& t) { return !in_spans(t.index); });
+    det.attribution_in_spans = true;
+  }
+  if (gate && !account_tuples_.empty() && !payload_tuples_.empty()) {
     digit_sums_.assign(static_cast<size_t>(digits) * kPayloadRadix, ScoreSum{});
     for (const auto& t : payload_tuples_) {
       ScoreSum* sums = &digit_sums_[static_cast<size_t>(t.position) * kPayloadRadix];

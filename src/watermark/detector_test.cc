@@ -282,3 +282,75 @@ TEST(Placeholders, MasksOverlappingTokens) {
 
 }  // namespace
 }  // namespace tracemark::watermark
+
+namespace tracemark::watermark {
+namespace {
+
+TEST(Hook, RepeatedContextIsNotWatermarkedTwice) {
+  const Keyring ring = TestKeyring("gumbel:unkeyed=0");
+  auto made = MakeWatermarkHook(ring, 9);
+  ASSERT_TRUE(made.ok());
+  auto* hook = static_cast<WatermarkHook*>(made->get());
+  std::vector<int32_t> ids{10, 20, 30}, context{1, 2, 3, 4};
+  std::vector<float> logits{0.f, 0.f, 0.f}, probs{0.5f, 0.3f, 0.2f};
+  TokenCandidates c{ids, logits, probs};
+  Rng rng(1);
+  const int32_t first = hook->Choose(c, context, rng);
+  EXPECT_GE(first, 10);
+  hook->Accept(first);
+  EXPECT_EQ(hook->Choose(c, context, rng), -1);  // same last-4 context: plain sampling
+  hook->Accept(20);
+  EXPECT_EQ(hook->skipped_repeats(), 1);
+  EXPECT_EQ(hook->watermarked_steps(), 1);
+}
+
+TEST(Hook, KgwBiasesAboutGammaOfTheVocabulary) {
+  const Keyring ring = TestKeyring("kgw-selfhash");
+  auto hook = MakeWatermarkHook(ring, 3);
+  std::vector<float> logits(kTestVocab, 0.0f);
+  std::vector<int32_t> context{5, 6, 7, 8};
+  (*hook)->ProcessLogits(logits, context);
+  int green = 0;
+  for (float l : logits) {
+    ASSERT_TRUE(l == 0.0f || l == 2.0f);
+    green += l == 2.0f;
+  }
+  EXPECT_NEAR(green / static_cast<double>(kTestVocab), 0.25, 0.02);
+}
+
+TEST(Detector, WideContextUsesScalarPathConsistently) {
+  const Keyring ring = TestKeyring("gumbel:h=6");
+  auto det = Detector::Create(ring);
+  auto d = det->Detect(Generate(ring, 4, 400, 61), DetectOptions{});
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->watermarked);
+  EXPECT_EQ(d->key_version, 1);
+}
+
+}  // namespace
+}  // namespace tracemark::watermark
+
+namespace tracemark::watermark {
+namespace {
+
+TEST(Detector, AttributesInsideMarkedSpansOfMixedDocuments) {
+  const Keyring ring = TestKeyring("gumbel");
+  auto det = Detector::Create(ring);
+  int attributed = 0, wrong = 0;
+  for (int t = 0; t < 5; ++t) {
+    const uint64_t account = 4242 + t;
+    auto marked = Generate(ring, account, 400, 300 + t);
+    std::vector<int32_t> doc = Unwatermarked(1800, 40 + t);
+    doc.insert(doc.begin() + 900, marked.begin(), marked.end());
+    auto d = det->Detect(doc, DetectOptions{});
+    ASSERT_TRUE(d.ok());
+    EXPECT_TRUE(d->watermarked);
+    EXPECT_TRUE(d->attribution_in_spans);
+    if (d->account) (*d->account == account ? attributed : wrong) += 1;
+  }
+  EXPECT_GE(attributed, 3);
+  EXPECT_EQ(wrong, 0);
+}
+
+}  // namespace
+}  // namespace tracemark::watermark

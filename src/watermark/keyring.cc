@@ -126,8 +126,7 @@ Result<Keyring> Keyring::Parse(std::string_view text) {
 Result<Keyring> Keyring::Load(const std::string& path) {
   TM_ASSIGN_OR_RETURN(std::string text, crypto::ReadSecretFile(path));
   auto ring = Parse(text);
-  crypto::SecretBytes wipe(crypto::AsBytes(text));  // wipes its copy; overwrite the original too
-  std::fill(text.begin(), text.end(), '\0');
+  OPENSSL_cleanse(text.data(), text.size());  // the file text holds the secrets in hex
   if (!ring.ok()) return ring.status().WithContext("'" + path + "'");
   return ring;
 }
@@ -144,7 +143,10 @@ Result<Keyring> Keyring::Create(const std::string& path, std::string_view scheme
   crypto::SecretBytes master(kMasterSecretBytes);
   TM_RETURN_IF_ERROR(crypto::RandomBytes({master.data(), master.size()}));
   TM_ASSIGN_OR_RETURN(Keyring ring, FromSecret(master.span(), scheme_spec));
-  TM_RETURN_IF_ERROR(crypto::CreateSecretFile(path, ring.Serialize()));
+  std::string content = ring.Serialize();
+  Status s = crypto::CreateSecretFile(path, content);
+  OPENSSL_cleanse(content.data(), content.size());
+  TM_RETURN_IF_ERROR(s);
   return ring;
 }
 
@@ -163,7 +165,9 @@ Status Keyring::Rotate(const std::string& path, std::string_view scheme_spec) {
   versions_.push_back(std::move(v));
   const int old_active = active_;
   active_ = next;
-  Status s = crypto::ReplaceSecretFile(path, Serialize());
+  std::string content = Serialize();
+  Status s = crypto::ReplaceSecretFile(path, content);
+  OPENSSL_cleanse(content.data(), content.size());
   if (!s.ok()) {
     versions_.pop_back();
     active_ = old_active;

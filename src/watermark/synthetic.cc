@@ -22,7 +22,8 @@ void SyntheticLm::FillLogits() {
 }
 
 double SyntheticLm::Generate(std::vector<int32_t>& tokens, int n, SamplerHook* hook,
-                             uint64_t sampler_seed) {
+                             uint64_t sampler_seed, double* mean_nll) {
+  double nll_sum = 0.0;
   SamplingParams sp;
   sp.temperature = options_.temperature;
   sp.top_p = options_.top_p;
@@ -48,9 +49,13 @@ double SyntheticLm::Generate(std::vector<int32_t>& tokens, int n, SamplerHook* h
       if (q > 0) h -= q * std::log(q);
     }
     entropy_sum += h;
+    saved_ = logits_;  // the sampler uses the logits as scratch
     const int32_t tok = sampler.Sample(logits_, tokens);
+    const float lt = saved_[static_cast<size_t>(tok)];
+    if (std::isfinite(lt)) nll_sum -= lt / options_.temperature - mx - std::log(z);
     tokens.push_back(tok);
   }
+  if (mean_nll != nullptr) *mean_nll = n > 0 ? nll_sum / n : 0.0;
   return n > 0 ? entropy_sum / n : 0.0;
 }
 

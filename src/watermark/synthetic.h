@@ -27,14 +27,18 @@ class SyntheticLm {
  public:
   SyntheticLm(const SyntheticLmOptions& options, uint64_t seed);
   // Appends `n` sampled tokens to `tokens` (which also serves as the context / prompt).
-  // Returns the mean entropy (nats) of the sampled steps' distributions after temperature.
-  double Generate(std::vector<int32_t>& tokens, int n, SamplerHook* hook, uint64_t sampler_seed);
+  // Returns the mean entropy (nats) of the sampled steps' distributions after temperature; if
+  // mean_nll is given, stores the mean negative log-likelihood of the sampled tokens under those
+  // (unwatermarked) distributions: the synthetic perplexity.
+  double Generate(std::vector<int32_t>& tokens, int n, SamplerHook* hook, uint64_t sampler_seed,
+                  double* mean_nll = nullptr);
 
  private:
   void FillLogits();
   SyntheticLmOptions options_;
   Rng rng_;
   std::vector<float> logits_;
+  std::vector<float> saved_;  // logits before sampling (the sampler uses them as scratch)
   std::vector<int32_t> support_ids_;
 };
 

@@ -42,14 +42,18 @@ class Server:
         self.proc = None
         self.port = None
         self.log = tmp / "server.log"
+        self.admin_token = "admin-token-for-tests-0123456789"
+        self.admin_token_file = tmp / "admin-token"
         if not self.keyring.exists():
             run_cli("keyring", "init", str(self.keyring))
+            self.admin_token_file.write_text(self.admin_token + "\n")
 
     def start(self):
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen(
             [tracemark_bin(), "serve", "--model", str(MODEL), "--keyring", str(self.keyring), "--db", self.db,
-             "--host", "127.0.0.1", "--port", "0", "--slots", "8", "--slot-context", "512", *self.extra],
+             "--host", "127.0.0.1", "--port", "0", "--slots", "8", "--slot-context", "512",
+             "--admin-token-file", str(self.admin_token_file), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + STARTUP_TIMEOUT_S
         while time.time() < deadline:

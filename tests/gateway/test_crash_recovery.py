@@ -59,6 +59,7 @@ def test_kill_minus_nine_loses_no_acknowledged_record(fresh_server):
     for t in threads:
         t.join(timeout=60)
     assert len(acked) > 10, "no load reached the server"
+    print(f"acknowledged before kill -9: {len(acked)}")
     # Restart: the journal is replayed into the ledger.
     s.start()
     deadline = time.time() + 10

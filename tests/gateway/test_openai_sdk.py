@@ -236,7 +236,7 @@ def test_usage_is_metered_once_per_request(server, model_id):
         assert sorted(r[0] for r in rows) == sorted(ids)
         for r in rows:
             assert r[1] == acct["key_id"] and r[2] > 0 and 0 < r[3] <= 3
-            assert r[4] and r[5] >= 1  # watermark scheme and key version recorded
+            assert r[4] and r[5] >= 1  # watermark scheme and key version recorded (temperature 1)
     wait_until(check, timeout=5)
     assert server.show(acct["id"])["usage"]["requests"] == 4
 
@@ -291,3 +291,103 @@ def test_output_is_watermarked_for_the_calling_account(server, model_id, tmp_pat
     j = json.loads(p.stdout)
     assert j["watermarked"], j
     assert j["account"] == acct["id"], j
+
+
+def test_committed_bad_input_suite_against_the_server(server, model_id):
+    """>= 300 committed bad requests (tools/gen_bad_requests.py): every one gets its 4xx in
+    OpenAI's shape, nothing is metered, the server stays up."""
+    import base64
+    from pathlib import Path
+    acct = server.create_account("fuzzed", "--rpm", "100000")
+    auth = {"Authorization": "Bearer " + acct["api_key"], "Content-Type": "application/json"}
+    cases = [json.loads(l) for l in (Path(__file__).parents[1] / "data/serve/bad_requests.jsonl").read_text().splitlines()]
+    assert len(cases) >= 300
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    for c in cases:
+        body = base64.b64decode(c["body_b64"]).replace(b"MODEL", model_id.encode())
+        path = "/v1/chat/completions" if c["endpoint"] == "chat" else "/v1/completions"
+        try:
+            conn.request("POST", path, body=body, headers=auth)
+            r = conn.getresponse()
+        except (ConnectionError, http.client.HTTPException):
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+            conn.request("POST", path, body=body, headers=auth)
+            r = conn.getresponse()
+        data = r.read()
+        assert r.status == c["status"], (c["name"], data)
+        j = json.loads(data)
+        assert set(j) == {"error"} and set(j["error"]) == {"message", "type", "param", "code"}, c["name"]
+        if c["code"]:
+            assert j["error"]["code"] == c["code"], (c["name"], j)
+        if r.getheader("connection", "").lower() == "close":
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    conn.close()
+    assert raw_request(server, "GET", "/healthz")[0] == 200
+    time.sleep(0.5)
+    assert server.show(acct["id"])["usage"]["requests"] == 0
+
+
+def test_slowloris_connection_is_dropped_at_the_header_deadline(server):
+    """A client that never finishes its header is disconnected after kHeaderTimeoutSeconds (10 s)."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+    s.settimeout(20)
+    t0 = time.time()
+    try:
+        data = s.recv(1)
+    except ConnectionResetError:
+        data = b""
+    elapsed = time.time() - t0
+    s.close()
+    assert data == b"" and 8 < elapsed < 13, elapsed
+    assert raw_request(server, "GET", "/healthz")[0] == 200
+
+
+def test_revoked_and_rotated_keys(server, model_id):
+    from conftest import run_cli
+    acct = server.create_account("rotating")
+    new = json.loads(run_cli("accounts", "rotate-key", str(acct["id"]), "--db", server.db, "--keyring",
+                             str(server.keyring)).stdout)
+    old_c, new_c = server.client(acct["api_key"]), server.client(new["api_key"])
+    call = lambda c: c.completions.create(model=model_id, prompt="a", max_tokens=1)
+    call(old_c)
+    call(new_c)
+    run_cli("accounts", "revoke-key", acct["key_id"], "--db", server.db, "--keyring", str(server.keyring),
+            "--reason", "rotated")
+
+    def old_rejected():
+        try:
+            call(old_c)
+        except openai.AuthenticationError as e:
+            assert e.code == "invalid_api_key"
+            return
+        raise AssertionError("revoked key still works")
+
+    wait_until(old_rejected)
+    call(new_c)
+
+
+def test_admin_api(server, model_id):
+    h = {"Authorization": "Bearer " + server.admin_token, "Content-Type": "application/json"}
+    status, _, data = raw_request(server, "POST", "/admin/v1/accounts",
+                                  json.dumps({"name": "via-admin", "limits": {"requests_per_minute": 50}}).encode(), h)
+    assert status == 201, data
+    acct = json.loads(data)
+    assert acct["limits"]["requests_per_minute"] == 50 and acct["api_key"].startswith("tm-")
+    c = server.client(acct["api_key"])
+    c.completions.create(model=model_id, prompt="a", max_tokens=1)
+    status, _, data = raw_request(server, "POST", f"/admin/v1/accounts/{acct['id']}/suspend",
+                                  json.dumps({"reason": "admin test"}).encode(), h)
+    assert status == 200 and json.loads(data)["state"] == "suspended"
+    with pytest.raises(openai.PermissionDeniedError):  # immediate: the admin API refreshes the cache
+        c.completions.create(model=model_id, prompt="a", max_tokens=1)
+    # Suspended -> active is not an allowed transition.
+    status, _, data = raw_request(server, "POST", f"/admin/v1/accounts/{acct['id']}/activate", b"{}", h)
+    assert_openai_error(status, data, 400)
+    # Wrong token, API keys and no token are refused.
+    for bad in ({"Authorization": "Bearer wrong"}, {"Authorization": "Bearer " + acct["api_key"]}, {}):
+        status, _, data = raw_request(server, "GET", "/admin/v1/accounts", b"", bad)
+        assert_openai_error(status, data, 401)

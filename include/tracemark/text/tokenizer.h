@@ -29,11 +29,18 @@ enum class TokenType : int32_t {
 
 class Tokenizer {
  public:
+  // Builds the tokenizer from `tokenizer.ggml.*` metadata. Errors: InvalidArgument for missing
+  // or inconsistent keys, Unimplemented for an unsupported model or pre-tokenizer name (the
+  // message lists the supported ones). The GGUF file is not referenced afterwards.
   static Result<std::unique_ptr<Tokenizer>> FromGguf(const gguf::GgufFile& file);
   virtual ~Tokenizer() = default;
 
   // add_special: prepend BOS (and append EOS) as the model's add_bos/add_eos flags say.
   // parse_special: text like "<|im_start|>" becomes the special token instead of plain text.
+  // User-defined tokens (GGUF token type 4, e.g. Gemma's "\n" and "<b>") are always matched,
+  // as Hugging Face does for non-special added tokens. Matching is leftmost-longest.
+  // Ids equal Hugging Face `tokenizers` for the same text (tests/data/tokenizer checks it);
+  // Qwen2 text is NFC-normalized first, as its HF normalizer does.
   virtual std::vector<int32_t> Encode(std::string_view text, bool add_special,
                                       bool parse_special) const = 0;
   // The raw bytes of one token (byte-level mapping and byte-fallback undone). Control tokens

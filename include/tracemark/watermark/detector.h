@@ -72,6 +72,7 @@ struct Detection {
   double provider_log10_p = 0, combined_log10_p = 0, window_log10_p = 0;
   int64_t provider_tuples = 0, payload_tuples = 0, account_tuples = 0;
   int candidates_verified = 0;
+  bool attribution_in_spans = false;  // attribution used only the tuples inside `spans`
   int versions_tested = 0;
 };
 
@@ -103,11 +104,13 @@ class Detector {
   struct AccountTuple {
     uint64_t hash;
     int32_t token;
+    size_t index;
   };
   struct PayloadTuple {
     uint64_t hash;
     int32_t token;
     int position;
+    size_t index;
   };
   struct ProviderPoint {
     size_t index;  // token offset
