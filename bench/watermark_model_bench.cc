@@ -3,6 +3,7 @@
 // time per token next to the decode time per token.
 //   watermark_model_bench MODEL [--prompts N] [--tokens N] [--temperature T] [--scheme SPEC] [--threads N]
 #include <chrono>
+#include <iterator>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -111,10 +112,14 @@ int main(int argc, char** argv) {
   int attributed = 0, wrong = 0;
   double hook_ms = 0, decode_ms = 0, sample_ms = 0;
   int64_t generated = 0;
+  auto tmpl = tmk::ChatTemplate::FromGguf((*model)->file());
+  if (!tmpl.ok()) return Fail(tmpl.status());
   for (int p = 0; p < prompts; ++p) {
-    auto rendered = tmk::text::ApplyGgufChatTemplate((*model)->file(), kPrompts[p % std::size(kPrompts)]);
+    const tmk::ChatMessage message{"user", kPrompts[p % std::size(kPrompts)]};
+    auto rendered = tmpl->Render(std::span<const tmk::ChatMessage>(&message, 1), true);
     if (!rendered.ok()) return Fail(rendered.status());
-    const auto prompt = (*tok)->Encode(*rendered, false, true);
+    auto prompt = (*tok)->Encode(*rendered, true, true);
+    if (prompt.size() >= 2 && prompt[0] == (*tok)->bos_id() && prompt[1] == (*tok)->bos_id()) prompt.erase(prompt.begin());
     const uint64_t account = 1000 + static_cast<uint64_t>(p) * 7919;
     auto hook = wm::MakeWatermarkHook(*ring, account);
     if (!hook.ok()) return Fail(hook.status());

@@ -44,6 +44,38 @@ double Ramp(double x, double lo, double hi) {
   return (x - lo) / (hi - lo);
 }
 
+// Misra-Gries summary with four slots: share of requests that used the most common sampling
+// setting (an undercount by at most 1/5 of the total, irrelevant for a dominant mode).
+struct ModeSummary {
+  std::array<uint64_t, 4> key{};
+  std::array<uint32_t, 4> count{};
+  uint32_t total = 0;
+
+  void Add(uint64_t k) {
+    ++total;
+    for (int i = 0; i < 4; ++i) {
+      if (count[i] > 0 && key[i] == k) {
+        ++count[i];
+        return;
+      }
+    }
+    for (int i = 0; i < 4; ++i) {
+      if (count[i] == 0) {
+        key[i] = k;
+        count[i] = 1;
+        return;
+      }
+    }
+    for (uint32_t& c : count) --c;
+  }
+  double NonModalShare() const {
+    if (total == 0) return 0;
+    uint32_t best = 0;
+    for (uint32_t c : count) best = std::max(best, c);
+    return 1.0 - static_cast<double>(best) / total;
+  }
+};
+
 }  // namespace
 
 struct Monitor::AccountState {
@@ -53,6 +85,8 @@ struct Monitor::AccountState {
   HyperLogLog<7> distinct_prompts;
   HyperLogLog<6> distinct_sampling;
   HyperLogLog<6> stream_sampling;  // sampling parameters of template-hit requests
+  ModeSummary sampling_mode;
+  ModeSummary stream_sampling_mode;
   std::array<MinHashSignature, kSignatureRing> ring{};
   int ring_size = 0;
   int ring_pos = 0;
@@ -120,13 +154,17 @@ struct Pooled {
   HyperLogLog<7> distinct_prompts;
   HyperLogLog<7> vocabulary;
   double content_words = 0;
-  // Categories used by the account (or, pooled, the request-weighted mean over members).
-  double categories_weighted = 0;
+  // Requests per elicitation category, summed over members.
+  std::array<double, kElicitationCategories> category_requests{};
+  int min_category_requests = 1;
   double variety_weighted = 0;  // template variety, request-weighted
-  // Request-weighted mean of the members' distinct sampling-parameter counts (a union would let
-  // many benign members with one setting each look like a sweep).
-  double distinct_sampling_weighted = 0;
-  double stream_sampling_weighted = 0;
+  // Union of the members' sampling settings. A union alone would let many benign members with
+  // one setting each look like a sweep, so the sweep signal also needs the request-weighted mean
+  // non-modal share below, which stays near 0 for such members.
+  HyperLogLog<6> distinct_sampling;
+  HyperLogLog<6> stream_sampling;
+  double non_modal_weighted = 0;
+  double stream_non_modal_weighted = 0;
 };
 
 struct Scored {
@@ -144,11 +182,12 @@ Scored ScorePooled(const Pooled& p, const MonitorConfig& cfg) {
   const double templ = p.counters[kTemplateHit] / n;
   const double single = p.counters[kSingleTurn] / n;
   const double ceiling = p.counters[kCeiling] / n;
-  const double distinct_sampling = p.distinct_sampling_weighted / std::max(p.requests, 1.0);
+  const double distinct_sampling = p.distinct_sampling.Estimate();
   const double distinct_prompts = p.distinct_prompts.Estimate();
   // Narrow focus: average number of uses per distinct content word.
   const double focus = p.content_words / std::max(p.vocabulary.Estimate(), 1.0);
-  const double categories = p.categories_weighted / std::max(p.requests, 1.0);
+  double categories = 0;
+  for (double c : p.category_requests) categories += c >= p.min_category_requests;
   const double variety = p.variety_weighted / std::max(p.requests, 1.0);
   const double tokens = p.counters[kCompletionTokens];
 
@@ -158,7 +197,11 @@ Scored ScorePooled(const Pooled& p, const MonitorConfig& cfg) {
   // grading, rewriting) or several rotating templates count fully.
   const double category_factor = 0.5 + 0.5 * std::max(Ramp(categories, 1, 2), Ramp(variety, 1, 3));
   const double s_elicit = Ramp(elicit, 0.08, 0.30) * category_factor;
-  const double s_sweep = Ramp(distinct_sampling, 10, 30);
+  // A sweep uses many settings AND leaves the usual one most of the time (a user who changes the
+  // temperature now and then reaches many distinct values over thousands of requests).
+  const double non_modal = p.non_modal_weighted / std::max(p.requests, 1.0);
+  const double stream_non_modal = p.stream_non_modal_weighted / std::max(p.requests, 1.0);
+  const double s_sweep = Ramp(distinct_sampling, 8, 24) * Ramp(non_modal, 0.3, 0.6);
   const double intent = (3 * s_elicit + 2 * s_sweep) / 5;
   // Shape: templated, single-turn, saturating traffic. Benign pipelines share it, so it only
   // amplifies intent and never flags on its own.
@@ -173,11 +216,11 @@ Scored ScorePooled(const Pooled& p, const MonitorConfig& cfg) {
   // prompt), scored on its own so that harvesting mixed into ordinary traffic is not diluted.
   const double stream_n = p.counters[kTemplateHit];
   const double stream_elicit = stream_n > 0 ? p.counters[kStreamElicitation] / stream_n : 0;
-  const double stream_sampling = p.stream_sampling_weighted / std::max(p.requests, 1.0);
+  const double stream_sampling = p.stream_sampling.Estimate();
   const double stream_intent =
-      (3 * Ramp(stream_elicit, 0.08, 0.30) * category_factor + 2 * Ramp(stream_sampling, 10, 30)) / 5;
+      (3 * Ramp(stream_elicit, 0.08, 0.30) * category_factor + 2 * Ramp(stream_sampling, 8, 24) * Ramp(stream_non_modal, 0.3, 0.6)) / 5;
   const double stream_behaviour = kStreamWeight * stream_intent;
-  const double stream_volume = Ramp(p.counters[kStreamTokens], cfg.volume_floor_tokens, cfg.volume_full_tokens);
+  const double stream_volume = Ramp(p.counters[kStreamTokens], cfg.stream_volume_floor_tokens, cfg.stream_volume_full_tokens);
 
   const bool enough = p.requests >= cfg.min_requests;
   out.behaviour = std::max(account_behaviour, stream_behaviour);
@@ -187,6 +230,7 @@ Scored ScorePooled(const Pooled& p, const MonitorConfig& cfg) {
                  {"completion_tokens_decayed", tokens},
                  {"elicitation_share", elicit},
                  {"distinct_sampling_params", distinct_sampling},
+                 {"non_modal_sampling_share", non_modal},
                  {"template_reuse_share", templ},
                  {"single_turn_share", single},
                  {"elicitation_categories", categories},
@@ -197,6 +241,7 @@ Scored ScorePooled(const Pooled& p, const MonitorConfig& cfg) {
                  {"stream_requests", stream_n},
                  {"stream_elicitation_share", stream_elicit},
                  {"stream_distinct_sampling_params", stream_sampling},
+                 {"stream_non_modal_sampling_share", stream_non_modal},
                  {"stream_completion_tokens_decayed", p.counters[kStreamTokens]},
                  {"intent", intent},
                  {"stream_intent", stream_intent},
@@ -269,8 +314,10 @@ Result<std::unique_ptr<Monitor>> Monitor::Create(const MonitorConfig& config) {
         config.throttle_score <= config.suspend_score && config.suspend_score <= 1)) {
     return InvalidArgument("monitor: need 0 < flag_score <= throttle_score <= suspend_score <= 1");
   }
-  if (!(config.volume_floor_tokens >= 0 && config.volume_full_tokens > config.volume_floor_tokens)) {
-    return InvalidArgument("monitor: need 0 <= volume_floor_tokens < volume_full_tokens");
+  if (!(config.volume_floor_tokens >= 0 && config.volume_full_tokens > config.volume_floor_tokens &&
+        config.stream_volume_floor_tokens >= 0 &&
+        config.stream_volume_full_tokens > config.stream_volume_floor_tokens)) {
+    return InvalidArgument("monitor: need 0 <= volume_floor_tokens < volume_full_tokens (also for stream_)");
   }
   if (config.half_life_ms <= 0 || config.max_accounts == 0 || config.min_requests < 1) {
     return InvalidArgument("monitor: half_life_ms, max_accounts and min_requests must be positive");
@@ -321,6 +368,7 @@ Status Monitor::Observe(const RequestObservation& obs) {
                               static_cast<uint64_t>(std::lround(obs.sampling.top_p * 100))),
                   static_cast<uint64_t>(obs.sampling.n));
   s.distinct_sampling.Add(sampling_key);
+  s.sampling_mode.Add(sampling_key);
 
   // Template reuse: a known prefix/suffix anchor, or a near-duplicate skeleton.
   bool hit = false;
@@ -337,6 +385,7 @@ Status Monitor::Observe(const RequestObservation& obs) {
     s.c.v[kStreamTokens] += static_cast<float>(obs.completion_tokens);
     if (f.elicitation_mask != 0) s.c.v[kStreamElicitation] += 1;
     s.stream_sampling.Add(sampling_key);
+    s.stream_sampling_mode.Add(sampling_key);
   }
 
   // Topical focus and elicitation categories.
@@ -383,13 +432,14 @@ void Accumulate(Pooled* p, const Monitor::AccountState& s, int min_category_requ
   for (int i = 0; i < kCounterCount; ++i) p->counters[i] += s.c.v[i];
   p->completion_tokens += s.c.v[kCompletionTokens];
   p->distinct_prompts.Merge(s.distinct_prompts);
-  p->distinct_sampling_weighted += s.distinct_sampling.Estimate() * static_cast<double>(s.total_requests);
-  p->stream_sampling_weighted += s.stream_sampling.Estimate() * static_cast<double>(s.total_requests);
+  p->distinct_sampling.Merge(s.distinct_sampling);
+  p->stream_sampling.Merge(s.stream_sampling);
+  p->non_modal_weighted += s.sampling_mode.NonModalShare() * static_cast<double>(s.total_requests);
+  p->stream_non_modal_weighted += s.stream_sampling_mode.NonModalShare() * static_cast<double>(s.total_requests);
   p->vocabulary.Merge(s.vocabulary);
   p->content_words += static_cast<double>(s.content_words);
-  int used = 0;
-  for (uint32_t c : s.categories) used += c >= static_cast<uint32_t>(min_category_requests);
-  p->categories_weighted += used * static_cast<double>(s.total_requests);
+  for (int c = 0; c < kElicitationCategories; ++c) p->category_requests[static_cast<size_t>(c)] += s.categories[static_cast<size_t>(c)];
+  p->min_category_requests = min_category_requests;
   p->variety_weighted += s.TemplateVariety() * static_cast<double>(s.total_requests);
 }
 
@@ -434,6 +484,7 @@ Evaluation Monitor::Evaluate() {
   std::vector<double> cluster_score(n, 0);
   std::vector<int64_t> cluster_of(n, -1);
   std::vector<size_t> cluster_index(n, SIZE_MAX);
+  std::vector<Pooled> pooled_of;  // by cluster index
   std::vector<uint32_t> roots;
   for (const auto& [root, members] : components) {
     if (members.size() >= 2) roots.push_back(root);
@@ -444,6 +495,7 @@ Evaluation Monitor::Evaluate() {
     Pooled pooled;
     for (uint32_t m : members) Accumulate(&pooled, *accounts_[m], config_.min_category_requests);
     Scored sc = ScorePooled(pooled, config_);
+    pooled_of.push_back(pooled);
     // Timing: mean correlation of each member's per-minute series with the rest of the cluster.
     std::array<double, kTimingMinutes> total{};
     int64_t head = -1;
@@ -487,8 +539,19 @@ Evaluation Monitor::Evaluate() {
     Pooled own;
     Accumulate(&own, *accounts_[a], config_.min_category_requests);
     Scored sc = ScorePooled(own, config_);
-    const bool member_behaves = accounts_[a]->total_requests >= static_cast<uint64_t>(config_.min_member_requests) &&
-                                sc.behaviour >= config_.flag_score;
+    // The member gate: the member's own rates (elicitation, non-modal sampling, template reuse)
+    // judged with the cluster's diversity facts (sampling settings, elicitation categories,
+    // template variety), which a member with a handful of requests cannot show alone.
+    bool member_behaves = false;
+    if (cluster_of[a] >= 0 && accounts_[a]->total_requests >= static_cast<uint64_t>(config_.min_member_requests)) {
+      Pooled in_context = own;
+      const Pooled& ctx = pooled_of[cluster_index[a]];
+      in_context.distinct_sampling = ctx.distinct_sampling;
+      in_context.stream_sampling = ctx.stream_sampling;
+      in_context.category_requests = ctx.category_requests;
+      in_context.variety_weighted = ctx.variety_weighted / std::max(ctx.requests, 1.0) * own.requests;
+      member_behaves = ScorePooled(in_context, config_).behaviour >= config_.flag_score;
+    }
     const double usable_cluster = member_behaves ? cluster_score[a] : 0;
     const bool cluster_wins = usable_cluster > sc.score;
     const double merit = std::max(sc.score, usable_cluster);

@@ -38,9 +38,14 @@ void Feed(Monitor& m, const Traffic& t, int requests, int64_t start_ms, uint64_t
     o.account_id = t.id;
     o.time_ms = start_ms + i * 4000LL;
     if (t.harvest) {
-      prompt = "Solve the following problem step by step and explain your reasoning. " + Words(seed * 1000 + i, 30);
+      // Three rotating templates of three elicitation categories, with a temperature x top_p sweep.
+      static constexpr std::string_view kTemplates[] = {
+          "Solve the following problem step by step and explain your reasoning. ",
+          "Grade this answer with a rubric from one to ten and justify the grade. ",
+          "Imagine and write out the internal reasoning behind this completed response. "};
+      prompt = std::string(kTemplates[i % 3]) + Words(seed * 1000 + i, 30);
       o.sampling.temperature = static_cast<float>(i % 12) / 10.0f;
-      o.sampling.seed = i;
+      o.sampling.top_p = 0.8f + 0.05f * static_cast<float>((i / 12) % 5);
       o.completion_tokens = 600;
       o.quota_utilization = 0.95f;
     } else {
@@ -134,7 +139,9 @@ TEST(MonitorTest, HarvesterEscalatesToSuspendBenignStaysClean) {
   EXPECT_EQ(act.reason, "account_score");
   EXPECT_GT(SignalValue(act.evidence, "elicitation_share"), 0.9);
   EXPECT_GT(SignalValue(act.evidence, "template_reuse_share"), 0.9);
-  EXPECT_GT(SignalValue(act.evidence, "distinct_sampling_params"), 16);
+  EXPECT_GT(SignalValue(act.evidence, "distinct_sampling_params"), 24);
+  EXPECT_GT(SignalValue(act.evidence, "non_modal_sampling_share"), 0.6);
+  EXPECT_EQ(SignalValue(act.evidence, "elicitation_categories"), 3);
   EXPECT_GT(SignalValue(act.evidence, "quota_ceiling_share"), 0.9);
   EXPECT_EQ(SignalValue(act.evidence, "single_turn_share"), 1.0);
   const AccountVerdict* b = Find(ev, "benign");
@@ -142,6 +149,46 @@ TEST(MonitorTest, HarvesterEscalatesToSuspendBenignStaysClean) {
 
   // Escalations are returned once; a second evaluation has nothing new.
   EXPECT_TRUE(m->Evaluate().actions.empty());
+}
+
+TEST(MonitorTest, SingleTemplateStepByStepProductIsNotFlagged) {
+  // A product that always asks for step-by-step answers through one template, at high volume,
+  // fixed sampling settings, with an occasional temperature change: one elicitation category and
+  // one template count half, which stays under flag_score.
+  auto m = Make(Enforcing());
+  std::string prompt;
+  for (int i = 0; i < 2000; ++i) {
+    RequestObservation o;
+    o.account_id = "tutor-app";
+    o.time_ms = kT0 + i * 2000LL;
+    prompt = "Answer the student's question step by step, showing your work. " + Words(static_cast<uint64_t>(i), 25);
+    o.prompt = prompt;
+    o.sampling.temperature = i % 40 == 0 ? static_cast<float>(i % 13) / 10.0f : 0.7f;
+    o.completion_tokens = 400;
+    o.quota_utilization = 0.95f;
+    ASSERT_TRUE(m->Observe(o).ok());
+  }
+  const Evaluation ev = m->Evaluate();
+  EXPECT_TRUE(ev.actions.empty());
+  auto v = m->Explain("tutor-app");
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(SignalValue(v->evidence, "elicitation_share"), 1.0);
+  EXPECT_LT(v->score, 0.35);
+  EXPECT_EQ(m->Explain("nobody").status().code(), StatusCode::kNotFound);
+}
+
+TEST(MonitorTest, HarvestingMixedIntoOrdinaryTrafficIsCaughtOnTheTemplatedStream) {
+  auto m = Make(Enforcing());
+  std::string prompt;
+  const Traffic harvest = T("mixed", true);
+  for (int i = 0; i < 600; ++i) {
+    // Alternate: 60% ordinary chat, 40% templated harvesting.
+    Feed(*m, i % 5 < 2 ? harvest : T("mixed", false), 1, kT0 + i * 5000LL, static_cast<uint64_t>(i));
+  }
+  const Evaluation ev = m->Evaluate();
+  ASSERT_EQ(ev.actions.size(), 1u);
+  EXPECT_GT(SignalValue(ev.actions[0].evidence, "stream_elicitation_share"), 0.9);
+  EXPECT_LT(SignalValue(ev.actions[0].evidence, "elicitation_share"), 0.5);
 }
 
 TEST(MonitorTest, LowVolumeIsNotScored) {

@@ -136,8 +136,15 @@ std::string SpmTokenizer::TokenBytes(int32_t id, bool skip_special) const {
     case TokenType::kUserDefined:
       return std::string(p);
     case TokenType::kByte:
-      for (int b = 0; b < 256; ++b) {
-        if (byte_ids_[b] == id) return std::string(1, static_cast<char>(b));
+      // "<0xXX>": the byte itself.
+      if (p.size() == 6 && p.substr(0, 3) == "<0x" && p[5] == '>') {
+        auto hex = [](char c) {
+          return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        };
+        const int hi = hex(p[3]), lo = hex(p[4]);
+        if (hi >= 0 && lo >= 0 && byte_ids_[hi * 16 + lo] == id) {
+          return std::string(1, static_cast<char>(hi * 16 + lo));
+        }
       }
       return std::string(p);
     default:

@@ -46,19 +46,23 @@ struct MonitorConfig {
   EnforcementMode mode = EnforcementMode::kShadow;
   EnforcementLevel max_level = EnforcementLevel::kSuspend;
   // Score thresholds for each rung (score in [0, 1]).
-  double flag_score = 0.30;
-  double throttle_score = 0.45;
-  double suspend_score = 0.60;
+  double flag_score = 0.35;
+  double throttle_score = 0.50;
+  double suspend_score = 0.65;
   // Below min_requests an account (or cluster) is never scored above 0.
   int min_requests = 20;
   // A cluster member takes the cluster's level only when its own volume-free behaviour score
   // (intent x shape) reaches flag_score over at least min_member_requests requests: the cluster
   // supplies the volume, the member the behaviour, so benign accounts that happen to share
   // infrastructure with a harvester are not swept up.
-  int min_member_requests = 10;
+  int min_member_requests = 3;
   // Volume factor: completion tokens (decayed) at which it reaches 0 and 1.
   double volume_floor_tokens = 15000;
   double volume_full_tokens = 60000;
+  // The same for the templated sub-stream (template-hit requests only), whose intent is measured
+  // without dilution by ordinary traffic and so needs less volume to be trusted.
+  double stream_volume_floor_tokens = 5000;
+  double stream_volume_full_tokens = 25000;
   // An elicitation category counts as used once seen on this many requests.
   int min_category_requests = 3;
   // Half-life of all decayed counters.
