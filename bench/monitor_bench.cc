@@ -91,7 +91,8 @@ int Speed() {
 
   const auto t0 = Clock::now();
   const mon::Evaluation ev = m.Evaluate();
-  std::printf("\nEvaluate over %zu accounts: %.1f ms (%zu clusters, %zu reported accounts)\n", m.account_count(),
+  std::printf("\nper-account state: %zu bytes\n", mon::Monitor::AccountStateBytes());
+  std::printf("Evaluate over %zu accounts: %.1f ms (%zu clusters, %zu reported accounts)\n", m.account_count(),
               std::chrono::duration<double, std::milli>(Clock::now() - t0).count(), ev.clusters.size(),
               ev.accounts.size());
   return 0;

@@ -50,5 +50,29 @@ TEST(DetectionTest, MeetsTargetsOnHeldOutSeeds) {
   }
 }
 
+TEST(DetectionTest, SimulationIsDeterministic) {
+  SimConfig sim;
+  sim.seed = 77;
+  sim.benign_accounts = 200;
+  sim.harvesters = 5;
+  sim.mixed = 5;
+  sim.cluster_size = 20;
+  sim.duration_minutes = 240;
+  const DetectionReport a = MeasureDetection(sim, MonitorConfig{});
+  const DetectionReport b = MeasureDetection(sim, MonitorConfig{});
+  EXPECT_GT(a.requests, 1000);
+  EXPECT_EQ(a.requests, b.requests);
+  EXPECT_EQ(a.notes, b.notes);
+  EXPECT_EQ(a.cluster_linked, b.cluster_linked);
+  EXPECT_EQ(a.cluster_tokens_before_first_flag, b.cluster_tokens_before_first_flag);
+  for (int k = 0; k < kKindCount; ++k) {
+    EXPECT_EQ(a.kinds[k].accounts, b.kinds[k].accounts);
+    EXPECT_EQ(a.kinds[k].flagged, b.kinds[k].flagged);
+    EXPECT_EQ(a.kinds[k].tokens_before_flag, b.kinds[k].tokens_before_flag);
+  }
+  sim.seed = 78;
+  EXPECT_NE(MeasureDetection(sim, MonitorConfig{}).requests, a.requests);
+}
+
 }  // namespace
 }  // namespace tracemark::monitor::sim

@@ -325,6 +325,8 @@ Result<std::unique_ptr<Monitor>> Monitor::Create(const MonitorConfig& config) {
   return std::unique_ptr<Monitor>(new Monitor(config));
 }
 
+size_t Monitor::AccountStateBytes() { return sizeof(AccountState); }
+
 size_t Monitor::account_count() const {
   std::lock_guard<std::mutex> lock(mu_);
   return accounts_.size();
@@ -446,9 +448,20 @@ void Accumulate(Pooled* p, const Monitor::AccountState& s, int min_category_requ
 }  // namespace
 
 Evaluation Monitor::Evaluate() {
-  std::lock_guard<std::mutex> lock(mu_);
+  // Score a snapshot so that Observe (the request path) waits only for the copy, not for the
+  // scoring; eval_mu_ keeps two evaluations from interleaving their issuance.
+  std::lock_guard<std::mutex> eval_lock(eval_mu_);
+  std::vector<AccountState> snap;
+  std::vector<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    snap.reserve(accounts_.size());
+    for (const auto& st : accounts_) snap.push_back(*st);
+    ids = ids_;
+  }
   Evaluation ev;
-  const size_t n = accounts_.size();
+  const size_t n = snap.size();
+  std::vector<uint32_t> action_account;  // parallel to ev.actions before filtering
 
   // Linkage: two accounts are joined when they share values of at least two attribute kinds.
   UnionFind uf(n);
@@ -456,7 +469,7 @@ Evaluation Monitor::Evaluate() {
   first_holder.reserve(n * 8);
   std::vector<uint64_t> values[kAttributeKinds];
   for (uint32_t a = 0; a < n; ++a) {
-    const AccountState& s = *accounts_[a];
+    const AccountState& s = snap[a];
     for (int k = 0; k < 3; ++k) {
       values[k].clear();
       for (uint64_t v : s.attrs[k]) {
@@ -493,17 +506,17 @@ Evaluation Monitor::Evaluate() {
   for (uint32_t root : roots) {
     const std::vector<uint32_t>& members = components[root];
     Pooled pooled;
-    for (uint32_t m : members) Accumulate(&pooled, *accounts_[m], config_.min_category_requests);
+    for (uint32_t m : members) Accumulate(&pooled, snap[m], config_.min_category_requests);
     Scored sc = ScorePooled(pooled, config_);
     pooled_of.push_back(pooled);
     // Timing: mean correlation of each member's per-minute series with the rest of the cluster.
     std::array<double, kTimingMinutes> total{};
     int64_t head = -1;
-    for (uint32_t m : members) head = std::max(head, accounts_[m]->minute_head);
+    for (uint32_t m : members) head = std::max(head, snap[m].minute_head);
     const size_t timing_members = std::min(members.size(), kMaxTimingMembers);
     std::vector<std::array<double, kTimingMinutes>> series(timing_members);
     for (size_t i = 0; i < timing_members; ++i) {
-      const AccountState& s = *accounts_[members[i]];
+      const AccountState& s = snap[members[i]];
       for (int k = 0; k < kTimingMinutes; ++k) {
         const int64_t minute = head - k;
         const bool live = minute >= 0 && minute <= s.minute_head && minute > s.minute_head - kTimingMinutes;
@@ -527,7 +540,7 @@ Evaluation Monitor::Evaluate() {
     cv.evidence.push_back({"members", static_cast<double>(members.size())});
     cv.evidence.push_back({"timing_correlation", corr});
     for (uint32_t m : members) {
-      cv.members.push_back(ids_[m]);
+      cv.members.push_back(ids[m]);
       cluster_score[m] = cv.score;
       cluster_of[m] = root;
       cluster_index[m] = ev.clusters.size();
@@ -537,13 +550,13 @@ Evaluation Monitor::Evaluate() {
 
   for (uint32_t a = 0; a < n; ++a) {
     Pooled own;
-    Accumulate(&own, *accounts_[a], config_.min_category_requests);
+    Accumulate(&own, snap[a], config_.min_category_requests);
     Scored sc = ScorePooled(own, config_);
     // The member gate: the member's own rates (elicitation, non-modal sampling, template reuse)
     // judged with the cluster's diversity facts (sampling settings, elicitation categories,
     // template variety), which a member with a handful of requests cannot show alone.
     bool member_behaves = false;
-    if (cluster_of[a] >= 0 && accounts_[a]->total_requests >= static_cast<uint64_t>(config_.min_member_requests)) {
+    if (cluster_of[a] >= 0 && snap[a].total_requests >= static_cast<uint64_t>(config_.min_member_requests)) {
       Pooled in_context = own;
       const Pooled& ctx = pooled_of[cluster_index[a]];
       in_context.distinct_sampling = ctx.distinct_sampling;
@@ -558,7 +571,7 @@ Evaluation Monitor::Evaluate() {
     const EnforcementLevel level = LevelFor(merit, config_);
     if (level != EnforcementLevel::kNone || sc.score >= kReportScoreShare * config_.flag_score) {
       AccountVerdict v;
-      v.account_id = ids_[a];
+      v.account_id = ids[a];
       v.score = sc.score;
       v.cluster_id = cluster_of[a];
       v.level = level;
@@ -568,21 +581,33 @@ Evaluation Monitor::Evaluate() {
     }
     if (config_.mode == EnforcementMode::kShadow) continue;
     const EnforcementLevel applied = std::min(level, config_.max_level);
-    if (applied > issued_[a]) {
-      EnforcementAction act;
-      act.account_id = ids_[a];
-      act.level = applied;
-      act.reason = cluster_wins ? "cluster_score" : "account_score";
-      act.evidence = cluster_wins ? ev.clusters[cluster_index[a]].evidence : std::move(sc.signals);
-      if (cluster_wins) {
-        act.evidence.push_back({"cluster_id", static_cast<double>(cluster_of[a])});
-        act.evidence.push_back({"member_behaviour", sc.behaviour});
-        act.evidence.push_back({"member_requests", static_cast<double>(accounts_[a]->total_requests)});
-      }
-      ev.actions.push_back(std::move(act));
-      issued_[a] = applied;
+    if (applied == EnforcementLevel::kNone) continue;
+    EnforcementAction act;
+    act.account_id = ids[a];
+    act.level = applied;
+    act.reason = cluster_wins ? "cluster_score" : "account_score";
+    act.evidence = cluster_wins ? ev.clusters[cluster_index[a]].evidence : std::move(sc.signals);
+    if (cluster_wins) {
+      act.evidence.push_back({"cluster_id", static_cast<double>(cluster_of[a])});
+      act.evidence.push_back({"member_behaviour", sc.behaviour});
+      act.evidence.push_back({"member_requests", static_cast<double>(snap[a].total_requests)});
+    }
+    ev.actions.push_back(std::move(act));
+    action_account.push_back(a);
+  }
+
+  // Issue only escalations beyond what was already returned.
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t kept = 0;
+  for (size_t i = 0; i < ev.actions.size(); ++i) {
+    const uint32_t a = action_account[i];
+    if (ev.actions[i].level > issued_[a]) {
+      issued_[a] = ev.actions[i].level;
+      if (kept != i) ev.actions[kept] = std::move(ev.actions[i]);
+      ++kept;
     }
   }
+  ev.actions.resize(kept);
   return ev;
 }
 

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace tracemark::monitor {
 namespace {
@@ -31,12 +33,12 @@ struct Traffic {
   std::string org;
 };
 
-void Feed(Monitor& m, const Traffic& t, int requests, int64_t start_ms, uint64_t seed = 7) {
+void Feed(Monitor& m, const Traffic& t, int requests, int64_t start_ms, uint64_t seed = 7, int first_index = 0) {
   std::string prompt;
-  for (int i = 0; i < requests; ++i) {
+  for (int i = first_index; i < first_index + requests; ++i) {
     RequestObservation o;
     o.account_id = t.id;
-    o.time_ms = start_ms + i * 4000LL;
+    o.time_ms = start_ms + (i - first_index) * 4000LL;
     if (t.harvest) {
       // Three rotating templates of three elicitation categories, with a temperature x top_p sweep.
       static constexpr std::string_view kTemplates[] = {
@@ -183,7 +185,7 @@ TEST(MonitorTest, HarvestingMixedIntoOrdinaryTrafficIsCaughtOnTheTemplatedStream
   const Traffic harvest = T("mixed", true);
   for (int i = 0; i < 600; ++i) {
     // Alternate: 60% ordinary chat, 40% templated harvesting.
-    Feed(*m, i % 5 < 2 ? harvest : T("mixed", false), 1, kT0 + i * 5000LL, static_cast<uint64_t>(i));
+    Feed(*m, i % 5 < 2 ? harvest : T("mixed", false), 1, kT0 + i * 5000LL, 7, i);
   }
   const Evaluation ev = m->Evaluate();
   ASSERT_EQ(ev.actions.size(), 1u);
@@ -228,6 +230,21 @@ TEST(MonitorTest, ResetAccountAllowsActingAgain) {
   EXPECT_TRUE(m->Evaluate().actions.empty());  // counters cleared with the reinstatement
   Feed(*m, T("h", true), 200, kT0 + 3'600'000);
   EXPECT_EQ(m->Evaluate().actions.size(), 1u);
+}
+
+TEST(MonitorTest, ObserveAndEvaluateFromSeveralThreads) {
+  auto m = Make(Enforcing());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&m, t] { Feed(*m, T("h" + std::to_string(t), true), 300, kT0, static_cast<uint64_t>(t)); });
+  }
+  int actions = 0;
+  for (int i = 0; i < 20; ++i) actions += static_cast<int>(m->Evaluate().actions.size());
+  for (auto& th : threads) th.join();
+  for (const auto& a : m->Evaluate().actions) actions += a.level == EnforcementLevel::kSuspend ? 1 : 0;
+  EXPECT_EQ(m->account_count(), 2u);
+  EXPECT_GE(actions, 2);  // each harvester escalated at least once, none twice to the same level
+  EXPECT_TRUE(m->Evaluate().actions.empty());
 }
 
 TEST(MonitorTest, ClusterOfSmallAccountsIsCaughtOnAggregateVolume) {

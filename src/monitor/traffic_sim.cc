@@ -511,6 +511,9 @@ DetectionReport MeasureDetection(const SimConfig& cfg, const MonitorConfig& mcfg
     }
     if (level[a] >= EnforcementLevel::kSuspend) ++k.suspended;
     const bool benign = IsBenign(w.profiles[a].kind);
+    if (benign) {
+      if (auto v = mon.Explain(w.profiles[a].id); v.ok()) rep.max_benign_score = std::max(rep.max_benign_score, v->score);
+    }
     if (benign == (level[a] >= EnforcementLevel::kFlag)) {
       std::string line = std::string(benign ? "false positive " : "missed ") + w.profiles[a].id;
       if (auto v = mon.Explain(w.profiles[a].id); v.ok()) {
@@ -559,8 +562,8 @@ std::string FormatReport(const DetectionReport& r) {
                   kr.accounts, kr.flagged, 100.0 * kr.flagged / kr.accounts, kr.suspended, Median(kr.tokens_before_flag), mx);
     s += line;
   }
-  std::snprintf(line, sizeof(line), "| all benign | %d | %d | %.3f%% | | | |\n", benign_n, benign_flagged,
-                benign_n ? 100.0 * benign_flagged / benign_n : 0.0);
+  std::snprintf(line, sizeof(line), "| all benign | %d | %d | %.3f%% | | | |\n\nhighest own score of a benign account: %.3f\n",
+                benign_n, benign_flagged, benign_n ? 100.0 * benign_flagged / benign_n : 0.0, r.max_benign_score);
   s += line;
   const int cs = r.kinds[static_cast<int>(Kind::kCluster)].accounts;
   std::snprintf(line, sizeof(line),

@@ -61,6 +61,7 @@ struct DetectionReport {
   double observe_seconds = 0;   // wall time spent in Monitor::Observe
   double evaluate_seconds = 0;  // wall time spent in Monitor::Evaluate
   int evaluations = 0;
+  double max_benign_score = 0;  // highest own score of a benign account at the end (margin to flag)
   // One line per benign account flagged and per harvesting account missed: kind, id and the
   // account's own signals at the end (Monitor::Explain).
   std::vector<std::string> notes;

@@ -3,8 +3,11 @@
 // (e.g. every minute), scores each account and each linked cluster of accounts ("hydra"
 // networks), and returns the enforcement actions the deployment's ladder allows, each with the
 // evidence (signal names and values) to write into the audit log. Signals and the scoring rule
-// are documented in docs/monitor.md; the basis is docs/../shared reference gateway.md §4.6.
-// Thread-safety: all public methods lock one internal mutex; safe to call from any thread.
+// are documented in docs/monitor.md; the basis is the signal set of the gateway reference
+// (shared/reference/gateway.md §4.6).
+// Thread-safety: safe to call from any thread. Observe holds one internal mutex for a few
+// microseconds; Evaluate holds it only while it copies the account states (1.5 KiB each)
+// and again while it records the escalations it returns, and scores the copy unlocked.
 #pragma once
 
 #include <cstdint>
@@ -21,8 +24,8 @@
 
 namespace tracemark::monitor {
 
-// Default bound on tracked accounts (about 1.3 KiB each); Observe for a new account beyond it
-// returns ResourceExhausted and the request is not scored.
+// Default bound on tracked accounts (1.5 KiB of state each, see AccountStateBytes()); Observe
+// for a new account beyond it returns ResourceExhausted and the request is not scored.
 inline constexpr size_t kDefaultMaxAccounts = 1 << 18;
 // Each attribute kind keeps at most this many distinct values per account (first ones seen).
 inline constexpr int kMaxValuesPerAttribute = 2;
@@ -153,6 +156,8 @@ class Monitor {
   void ResetAccount(std::string_view account_id);
 
   size_t account_count() const;
+  // Bytes of fixed per-account state (excluding the id string and hash-map node).
+  static size_t AccountStateBytes();
 
   struct AccountState;  // defined in monitor.cc
 
@@ -165,7 +170,8 @@ class Monitor {
   };
 
   MonitorConfig config_;
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;  // guards everything below
+  std::mutex eval_mu_;     // serializes Evaluate (taken before mu_)
   PromptAnalyzer analyzer_;
   PromptFeatures features_;
   std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>> index_;
