@@ -25,7 +25,36 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--threads", o->scheduler.threads, "Compute threads")->capture_default_str();
   cmd->add_flag("--demo-account", o->create_demo_account,
                 "Create a 'demo' account when the ledger has none and print its key and a curl example");
-  cmd->callback([o, exit_code] {
+  // Distillation monitor (docs/monitor.md, "Gateway integration").
+  auto mode = std::make_shared<std::string>("shadow");
+  cmd->add_option("--monitor", *mode, "Distillation monitor mode: shadow (score only), flag, throttle, suspend")
+      ->check(CLI::IsMember({"shadow", "flag", "throttle", "suspend"}))
+      ->capture_default_str();
+  cmd->add_option("--monitor-interval-s", o->monitor_interval_s, "Seconds between monitor evaluations")
+      ->check(CLI::Range(1, serve::kMaxMonitorIntervalSeconds))
+      ->capture_default_str();
+  cmd->add_option("--monitor-min-requests", o->monitor.min_requests,
+                  "Requests before an account is scored (tuning; keep the default in production)")
+      ->check(CLI::Range(1, 1 << 30))
+      ->capture_default_str();
+  cmd->add_option("--monitor-volume-tokens", o->monitor.volume_full_tokens,
+                  "Decayed completion tokens at which the account volume factor reaches 1 (floor: a quarter)")
+      ->check(CLI::Range(1.0, 1e12))
+      ->capture_default_str();
+  cmd->add_option("--monitor-stream-volume-tokens", o->monitor.stream_volume_full_tokens,
+                  "The same for the templated sub-stream (floor: a fifth)")
+      ->check(CLI::Range(1.0, 1e12))
+      ->capture_default_str();
+  cmd->callback([o, mode, exit_code] {
+    // The floors keep the default ratios (15k/60k, 5k/25k) when the full volumes are changed.
+    o->monitor.volume_floor_tokens = o->monitor.volume_full_tokens / 4;
+    o->monitor.stream_volume_floor_tokens = o->monitor.stream_volume_full_tokens / 5;
+    Result<serve::MonitorMode> m = serve::ParseMonitorMode(*mode);
+    if (!m.ok()) {
+      *exit_code = ReportError("serve", m.status());
+      return;
+    }
+    o->monitor_mode = *m;
     o->on_listening = [](const std::string& host, uint16_t port) {
       std::fprintf(stderr, "tracemark serve: listening on http://%s:%u\n", host.c_str(), static_cast<unsigned>(port));
       std::fflush(stderr);

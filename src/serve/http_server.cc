@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -21,6 +22,7 @@
 #include "tracemark/crypto/crypto.h"
 #include "tracemark/ledger/usage_journal.h"
 #include "tracemark/model/model.h"
+#include "tracemark/monitor/monitor.h"
 #include "tracemark/policy/accounts.h"
 #include "tracemark/policy/rate_limiter.h"
 #include "tracemark/policy/server_keys.h"
@@ -44,6 +46,8 @@ using CommitChannel = net::experimental::concurrent_channel<void(boost::system::
 
 constexpr size_t kMaxAdminTokenBytes = 4096;
 constexpr const char* kServerHeader = "tracemark";
+// Bytes of the User-Agent header kept as the monitor's client fingerprint.
+constexpr size_t kMaxUserAgentBytes = 256;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -67,6 +71,15 @@ struct Metrics {
   std::atomic<uint64_t> streams_total{0};
   std::atomic<uint64_t> clients_dropped{0};
   std::atomic<int64_t> connections{0};
+  // Distillation monitor.
+  std::atomic<uint64_t> monitor_observe_failures{0};
+  std::atomic<uint64_t> monitor_evaluations{0};
+  std::atomic<uint64_t> monitor_actions{0};
+  std::atomic<uint64_t> monitor_action_failures{0};
+  std::atomic<int64_t> monitor_accounts_tracked{0};
+  std::atomic<int64_t> monitor_accounts_flag{0};      // merited level at the last Evaluate
+  std::atomic<int64_t> monitor_accounts_throttle{0};
+  std::atomic<int64_t> monitor_accounts_suspend{0};
   void Count(int status) {
     if (status < 300) ++responses_2xx;
     else if (status < 500) ++responses_4xx;
@@ -94,6 +107,7 @@ struct ServerState {
   std::unique_ptr<policy::AuthCache> auth;
   std::unique_ptr<policy::RateLimiter> limiter;
   std::unique_ptr<ledger::UsageJournal> journal;
+  std::unique_ptr<monitor::Monitor> monitor;
   std::string admin_token;  // empty: admin API off
   std::string demo_key;     // set when a demo account was created at start-up
   std::string model_id;
@@ -258,6 +272,23 @@ Response MetricsResponse(ServerState& st, const Request& req) {
          std::to_string(st.journal->committed_records()));
   metric("tracemark_usage_journal_fsyncs_total", "counter", "Group-commit fsyncs of the usage journal.",
          std::to_string(st.journal->fsyncs()));
+  metric("tracemark_monitor_observe_failures_total", "counter", "Requests the distillation monitor could not score.",
+         std::to_string(m.monitor_observe_failures.load()));
+  metric("tracemark_monitor_evaluations_total", "counter", "Distillation monitor evaluation passes.",
+         std::to_string(m.monitor_evaluations.load()));
+  metric("tracemark_monitor_actions_total", "counter", "Monitor actions applied (flag, throttle, suspend).",
+         std::to_string(m.monitor_actions.load()));
+  metric("tracemark_monitor_action_failures_total", "counter", "Monitor actions that could not be applied.",
+         std::to_string(m.monitor_action_failures.load()));
+  metric("tracemark_monitor_accounts", "gauge", "Accounts tracked by the distillation monitor.",
+         std::to_string(m.monitor_accounts_tracked.load()));
+  out += "# HELP tracemark_monitor_accounts_at_level Accounts whose score merits each rung at the last evaluation "
+         "(also in shadow mode).\n# TYPE tracemark_monitor_accounts_at_level gauge\n";
+  out += "tracemark_monitor_accounts_at_level{level=\"flag\"} " + std::to_string(m.monitor_accounts_flag.load()) + "\n";
+  out += "tracemark_monitor_accounts_at_level{level=\"throttle\"} " +
+         std::to_string(m.monitor_accounts_throttle.load()) + "\n";
+  out += "tracemark_monitor_accounts_at_level{level=\"suspend\"} " +
+         std::to_string(m.monitor_accounts_suspend.load()) + "\n";
   return MakeResponse(req, 200, std::move(out), "text/plain; version=0.0.4");
 }
 
@@ -288,6 +319,68 @@ Json ChunkJson(bool chat, const std::string& id, int64_t created, const std::str
             {"choices", Json::array({choice})}};
   if (include_usage) j["usage"] = nullptr;
   return j;
+}
+
+// The client's network prefix for cross-account linkage: /24 for IPv4 (and v4-mapped IPv6),
+// /48 for IPv6; "" when the peer is unknown.
+std::string NetworkPrefix(beast::tcp_stream& stream) {
+  boost::system::error_code ec;
+  const tcp::endpoint peer = stream.socket().remote_endpoint(ec);
+  if (ec) return "";
+  net::ip::address a = peer.address();
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) a = net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6());
+  if (a.is_v4()) {
+    net::ip::address_v4::bytes_type b = a.to_v4().to_bytes();
+    b[3] = 0;
+    return net::ip::address_v4(b).to_string() + "/24";
+  }
+  net::ip::address_v6::bytes_type b = a.to_v6().to_bytes();
+  for (size_t i = 6; i < b.size(); ++i) b[i] = 0;
+  return net::ip::address_v6(b).to_string() + "/48";
+}
+
+// Reports a completed request to the distillation monitor. Never fails the request.
+void ObserveForMonitor(ServerState& st, beast::tcp_stream& stream, const Request& req, const CompletionRequest& cr,
+                       const ledger::AccountRecord& account, bool throttled, int32_t n_prompt, int32_t n_completion) {
+  if (!st.monitor) return;
+  monitor::RequestObservation obs;
+  obs.account_id = account.id;
+  obs.time_ms = NowMs();
+  if (cr.chat) {
+    for (auto it = cr.messages.rbegin(); it != cr.messages.rend(); ++it) {
+      if (it->role == "user") {
+        obs.prompt = it->content;
+        break;
+      }
+    }
+    for (const ChatMessage& m : cr.messages) obs.prior_assistant_turns += m.role == "assistant" ? 1 : 0;
+  } else if (!cr.prompt_is_tokens) {
+    obs.prompt = cr.prompt;
+  }
+  obs.sampling.temperature = static_cast<float>(cr.temperature);
+  obs.sampling.top_p = static_cast<float>(cr.top_p);
+  obs.sampling.seed = cr.seed ? static_cast<int64_t>(*cr.seed & 0x7fffffffffffffffULL) : -1;
+  obs.sampling.n = cr.n;
+  obs.prompt_tokens = static_cast<uint32_t>(std::max<int32_t>(n_prompt, 0));
+  obs.completion_tokens = static_cast<uint32_t>(std::max<int32_t>(n_completion, 0));
+  const policy::RateLimitHeaders h = st.limiter->Peek(account.id, account.limits, throttled);
+  if (h.limit_tokens > 0) {
+    const double used = 1.0 - static_cast<double>(h.remaining_tokens) / static_cast<double>(h.limit_tokens);
+    obs.quota_utilization = static_cast<float>(std::clamp(used, 0.0, 1.0));
+  }
+  std::string user_agent;
+  if (auto it = req.find(http::field::user_agent); it != req.end()) {
+    user_agent.assign(it->value().data(), std::min<size_t>(it->value().size(), kMaxUserAgentBytes));
+  }
+  obs.client_fingerprint = user_agent;
+  const std::string prefix = NetworkPrefix(stream);
+  obs.network_prefix = prefix;
+  if (Status s = st.monitor->Observe(obs); !s.ok()) {
+    if (st.metrics.monitor_observe_failures.fetch_add(1) == 0) {
+      std::fprintf(stderr, "tracemark serve: monitor: %s (further failures only counted in /metrics)\n",
+                   s.message().c_str());
+    }
+  }
 }
 
 net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream, const Request& req, bool chat) {
@@ -466,6 +559,7 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
   const int32_t n_completion = done.completion_tokens;
   // Aborted streams are charged what was generated.
   st.limiter->Complete(account.id, adm.reserved_tokens, n_prompt + n_completion);
+  ObserveForMonitor(st, stream, req, cr, account, throttled, n_prompt, n_completion);
   st.metrics.prompt_tokens += static_cast<uint64_t>(n_prompt);
   st.metrics.completion_tokens += static_cast<uint64_t>(n_completion);
 
@@ -618,6 +712,24 @@ Response HandleAdmin(ServerState& st, const Request& req, std::string_view targe
     st.auth->Refresh().ok();
     return MakeResponse(req, 201, DumpJson(j), "application/json");
   }
+  // /admin/v1/monitor/accounts/{id}: the monitor's view of one account (Explain).
+  constexpr std::string_view kMonitorAccounts = "/admin/v1/monitor/accounts/";
+  if (target.substr(0, kMonitorAccounts.size()) == kMonitorAccounts && req.method() == http::verb::get) {
+    const std::string id(target.substr(kMonitorAccounts.size()));
+    if (id.empty() || id.find('/') != std::string::npos) {
+      return ErrorResponse(req, MakeError(404, "Unknown admin URL.", "invalid_request_error", "unknown_url"));
+    }
+    Result<monitor::AccountVerdict> v = st.monitor->Explain(id);
+    if (!v.ok()) return StatusError(req, v.status());
+    Json signals = Json::object();
+    for (const monitor::Signal& sig : v->evidence) signals[sig.name] = sig.value;
+    Json j = {{"account_id", v->account_id},
+              {"mode", std::string(MonitorModeName(st.options.monitor_mode))},
+              {"score", v->score},
+              {"level", std::string(monitor::EnforcementLevelName(v->level))},
+              {"signals", signals}};
+    return MakeResponse(req, 200, DumpJson(j), "application/json");
+  }
   // /admin/v1/accounts/{id}/{action}
   if (target.substr(0, kAccounts.size() + 1) == std::string(kAccounts) + "/" && req.method() == http::verb::post) {
     std::string_view rest = target.substr(kAccounts.size() + 1);
@@ -633,6 +745,8 @@ Response HandleAdmin(ServerState& st, const Request& req, std::string_view targe
       if (it != kActions.end()) {
         Status s = st.accounts->Transition(id, it->second, "admin-api", str("reason"), str("evidence_sha256"));
         if (!s.ok()) return StatusError(req, s);
+        // Reinstatement is a human decision; the monitor starts afresh and may act again.
+        if (it->second == policy::AccountState::kReinstated && st.monitor) st.monitor->ResetAccount(id);
         st.auth->Refresh().ok();
         Result<std::optional<ledger::AccountRecord>> a = st.store->GetAccount(id);
         if (!a.ok() || !a->has_value()) return StatusError(req, NotFound("account vanished"));
@@ -641,6 +755,68 @@ Response HandleAdmin(ServerState& st, const Request& req, std::string_view targe
     }
   }
   return ErrorResponse(req, MakeError(404, "Unknown admin URL.", "invalid_request_error", "unknown_url"));
+}
+
+// ---- distillation monitor pass (worker thread, never on the request path) ----
+// Evaluates every account and applies the returned actions: flag -> audit entry only; throttle
+// and suspend -> account transition by actor "monitor". The evidence JSON is written into the
+// audit entry's reason and its SHA-256 is the entry's evidence_sha256.
+void RunMonitorPass(ServerState& st) {
+  monitor::Evaluation ev = st.monitor->Evaluate();
+  ++st.metrics.monitor_evaluations;
+  int64_t at_level[4] = {0, 0, 0, 0};
+  for (const monitor::AccountVerdict& v : ev.accounts) ++at_level[static_cast<int>(v.level)];
+  st.metrics.monitor_accounts_tracked.store(static_cast<int64_t>(st.monitor->account_count()));
+  st.metrics.monitor_accounts_flag.store(at_level[1]);
+  st.metrics.monitor_accounts_throttle.store(at_level[2]);
+  st.metrics.monitor_accounts_suspend.store(at_level[3]);
+  bool changed = false;
+  for (const monitor::EnforcementAction& a : ev.actions) {
+    Json signals = Json::object();
+    for (const monitor::Signal& sig : a.evidence) signals[sig.name] = sig.value;
+    const std::string level(monitor::EnforcementLevelName(a.level));
+    const std::string evidence = DumpJson({{"source", "distillation-monitor"},
+                                           {"account_id", a.account_id},
+                                           {"level", level},
+                                           {"reason", a.reason},
+                                           {"signals", signals}});
+    const std::string sha = crypto::HexEncode(crypto::Sha256(evidence));
+    std::string reason = "distillation monitor " + level + " (" + a.reason + "); evidence " +
+                         evidence.substr(0, kMaxAuditEvidenceBytes);
+    Status s;
+    switch (a.level) {
+      case monitor::EnforcementLevel::kFlag: {
+        ledger::AuditEvent e{"monitor", "account.flag", a.account_id, reason, sha, NowMs()};
+        Result<uint64_t> r = st.audit->Append(e);
+        s = r.ok() ? Status::Ok() : r.status();
+        break;
+      }
+      case monitor::EnforcementLevel::kThrottle:
+        s = st.accounts->Transition(a.account_id, policy::AccountState::kThrottled, "monitor", reason, sha);
+        changed = changed || s.ok();
+        break;
+      case monitor::EnforcementLevel::kSuspend:
+        s = st.accounts->Transition(a.account_id, policy::AccountState::kSuspended, "monitor", reason, sha);
+        changed = changed || s.ok();
+        break;
+      case monitor::EnforcementLevel::kNone:
+        continue;
+    }
+    if (s.ok()) {
+      ++st.metrics.monitor_actions;
+      std::fprintf(stderr, "tracemark serve: monitor: account %s -> %s (%s), evidence sha256 %s\n",
+                   a.account_id.c_str(), level.c_str(), a.reason.c_str(), sha.c_str());
+    } else {
+      ++st.metrics.monitor_action_failures;
+      std::fprintf(stderr, "tracemark serve: monitor: %s on account %s failed: %s\n", level.c_str(),
+                   a.account_id.c_str(), s.message().c_str());
+    }
+  }
+  if (changed) {
+    if (Status s = st.auth->Refresh(); !s.ok()) {
+      std::fprintf(stderr, "tracemark serve: account refresh failed: %s\n", s.message().c_str());
+    }
+  }
 }
 
 // ---- routing ----
@@ -780,6 +956,10 @@ Status Setup(ServerState& st, const ServerOptions& o) {
   st.auth = std::make_unique<policy::AuthCache>(st.accounts.get());
   TM_RETURN_IF_ERROR(st.auth->Refresh());
   st.limiter = std::make_unique<policy::RateLimiter>(&st.clock);
+  if (o.monitor_interval_s < 1 || o.monitor_interval_s > kMaxMonitorIntervalSeconds) {
+    return InvalidArgument("--monitor-interval-s must be in 1.." + std::to_string(kMaxMonitorIntervalSeconds));
+  }
+  TM_ASSIGN_OR_RETURN(st.monitor, monitor::Monitor::Create(MonitorConfigFor(o.monitor_mode, o.monitor)));
   if (o.create_demo_account && st.auth->Accounts().empty()) {
     TM_ASSIGN_OR_RETURN(policy::NewAccount demo,
                         st.accounts->CreateAccount("demo",
@@ -836,6 +1016,35 @@ Status Setup(ServerState& st, const ServerOptions& o) {
 
 }  // namespace
 
+Result<MonitorMode> ParseMonitorMode(std::string_view name) {
+  if (name == "shadow") return MonitorMode::kShadow;
+  if (name == "flag") return MonitorMode::kFlag;
+  if (name == "throttle") return MonitorMode::kThrottle;
+  if (name == "suspend") return MonitorMode::kSuspend;
+  return InvalidArgument("unknown monitor mode '" + std::string(name) + "' (shadow, flag, throttle, suspend)");
+}
+
+std::string_view MonitorModeName(MonitorMode mode) {
+  switch (mode) {
+    case MonitorMode::kShadow: return "shadow";
+    case MonitorMode::kFlag: return "flag";
+    case MonitorMode::kThrottle: return "throttle";
+    case MonitorMode::kSuspend: return "suspend";
+  }
+  return "shadow";
+}
+
+monitor::MonitorConfig MonitorConfigFor(MonitorMode mode, monitor::MonitorConfig base) {
+  base.mode = mode == MonitorMode::kShadow ? monitor::EnforcementMode::kShadow : monitor::EnforcementMode::kEnforce;
+  switch (mode) {
+    case MonitorMode::kShadow:
+    case MonitorMode::kSuspend: base.max_level = monitor::EnforcementLevel::kSuspend; break;
+    case MonitorMode::kFlag: base.max_level = monitor::EnforcementLevel::kFlag; break;
+    case MonitorMode::kThrottle: base.max_level = monitor::EnforcementLevel::kThrottle; break;
+  }
+  return base;
+}
+
 Status RunServer(const ServerOptions& options) {
   auto st = std::make_unique<ServerState>();
   TM_RETURN_IF_ERROR(Setup(*st, options));
@@ -873,6 +1082,21 @@ Status RunServer(const ServerOptions& options) {
     }
   });
 
+  // The distillation monitor's evaluation pass, every --monitor-interval-s seconds.
+  std::mutex monitor_mu;
+  std::condition_variable monitor_cv;
+  std::thread monitor_worker([&] {
+    std::unique_lock<std::mutex> lock(monitor_mu);
+    for (;;) {
+      if (monitor_cv.wait_for(lock, std::chrono::seconds(options.monitor_interval_s), [&] { return stopping.load(); })) {
+        break;
+      }
+      lock.unlock();
+      RunMonitorPass(*st);
+      lock.lock();
+    }
+  });
+
   net::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int) {
     boost::system::error_code ignored;
@@ -881,8 +1105,13 @@ Status RunServer(const ServerOptions& options) {
   });
   net::co_spawn(ioc, Listen(acceptor, *st), net::detached);
   ioc.run();
-  stopping.store(true);
+  {
+    std::lock_guard<std::mutex> lock(monitor_mu);
+    stopping.store(true);
+  }
+  monitor_cv.notify_all();
   refresher.join();
+  monitor_worker.join();
   // Stop generation first (its sinks post into the now-stopped io_context), then drain the
   // journal into the ledger.
   st->scheduler.reset();

@@ -14,8 +14,10 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "tracemark/base/status.h"
+#include "tracemark/monitor/monitor.h"
 #include "tracemark/serve/scheduler.h"
 
 namespace tracemark::serve {
@@ -28,6 +30,19 @@ inline constexpr int kBodyTimeoutSeconds = 30;
 inline constexpr int kWriteTimeoutSeconds = 30;    // per write; a stalled SSE reader is dropped
 inline constexpr int kMaxConnections = 1024;
 inline constexpr int32_t kDefaultCompletionTokens = 256;
+// How often the distillation monitor's Evaluate() runs (on its own thread), and its bounds.
+inline constexpr int kDefaultMonitorIntervalSeconds = 60;
+inline constexpr int kMaxMonitorIntervalSeconds = 24 * 3600;
+// Bytes of a monitor evidence JSON written into an audit entry's reason (longer is cut; the
+// SHA-256 always covers the whole JSON).
+inline constexpr size_t kMaxAuditEvidenceBytes = 4096;
+
+// `--monitor MODE`: shadow scores only; flag, throttle and suspend enforce up to that rung.
+enum class MonitorMode { kShadow, kFlag, kThrottle, kSuspend };
+Result<MonitorMode> ParseMonitorMode(std::string_view name);
+std::string_view MonitorModeName(MonitorMode mode);
+// The monitor configuration for a mode (thresholds and volumes are taken from `base`).
+monitor::MonitorConfig MonitorConfigFor(MonitorMode mode, monitor::MonitorConfig base);
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
@@ -41,6 +56,11 @@ struct ServerOptions {
   SchedulerOptions scheduler;
   // When the ledger has no account yet, create "demo" and print its key and a curl example.
   bool create_demo_account = false;
+  // Distillation monitor (docs/monitor.md): every completed request is observed; Evaluate runs
+  // every monitor_interval_s seconds off the request path and applies actions up to the mode.
+  MonitorMode monitor_mode = MonitorMode::kShadow;
+  int monitor_interval_s = kDefaultMonitorIntervalSeconds;
+  monitor::MonitorConfig monitor;  // thresholds; mode and max_level come from monitor_mode
   // Called once the socket listens (port resolved); the CLI prints it.
   std::function<void(const std::string& host, uint16_t port)> on_listening;
 };
