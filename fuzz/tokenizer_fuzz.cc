@@ -42,11 +42,22 @@ struct Vocab {
   std::string image;  // decompressed GGUF bytes, for the compressed vocabulary
   std::unique_ptr<tracemark::gguf::GgufFile> file;
   std::unique_ptr<tt::Tokenizer> tok;
+  // has_byte[b]: the vocabulary can represent byte b. SmolLM2's has no token for 21 bytes
+  // (0x04 0x06 0x13 0x14 0x16 0x1D 0xC0 0xC1 0xF1 0xF2 0xF5-0xFF); Hugging Face drops such
+  // bytes silently and so does Encode, so texts containing one are exempt from the round trip.
+  bool has_byte[256] = {};
 };
 
 [[noreturn]] void Fail(const Vocab& v, const char* what) {
   std::fprintf(stderr, "tokenizer_fuzz: %s: %s\n", v.name, what);
   std::abort();
+}
+
+void FindBytes(Vocab* v) {
+  for (int b = 0; b < 256; ++b) {
+    const std::string one(1, static_cast<char>(b));
+    v->has_byte[b] = v->tok->Decode(v->tok->Encode(one, false, false)) == one;
+  }
 }
 
 std::string Resolve(const char* rel) {
@@ -68,6 +79,7 @@ std::unique_ptr<Vocab> LoadModel(const char* name, const char* rel, bool byte_le
   auto t = tt::Tokenizer::FromGguf(*v->file);
   if (!t.ok()) Fail(*v, "tokenizer does not load");
   v->tok = std::move(*t);
+  FindBytes(v.get());
   return v;
 }
 
@@ -92,6 +104,7 @@ std::unique_ptr<Vocab> LoadQwen() {
   auto t = tt::Tokenizer::FromGguf(*v->file);
   if (!t.ok()) Fail(*v, "tokenizer does not load");
   v->tok = std::move(*t);
+  FindBytes(v.get());
   return v;
 }
 
@@ -122,9 +135,11 @@ void Check(const Vocab& v, std::string_view text, bool valid, bool parse_special
   for (const int32_t id : ids) {
     if (id < 0 || id >= vocab) Fail(v, "id out of range");
   }
-  if (!text.empty() && ids.empty()) Fail(v, "non-empty text encodes to no ids");
+  bool representable = true;
+  for (const char c : text) representable = representable && v.has_byte[static_cast<uint8_t>(c)];
+  if (representable && !text.empty() && ids.empty()) Fail(v, "non-empty text encodes to no ids");
   const std::string decoded = tok.Decode(ids, /*skip_special=*/false);
-  if (valid && v.byte_level) {
+  if (valid && representable && v.byte_level) {
     std::string want;
     if (v.nfc) {
       tt::NormalizeNfc(text, &want);

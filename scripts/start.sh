@@ -16,8 +16,8 @@ if [ ! -f "$KEYRING" ]; then
 fi
 cat >&2 <<MSG
 [start] serving models/SmolLM2-135M-Instruct.Q4_1.gguf on http://${TM_HOST:-127.0.0.1}:${TM_PORT:-8080}/v1
-[start] create an account and API key in another shell:
-[start]   $BIN accounts create alice --db $DB
+[start] a 'demo' account is created on first start (its API key is printed below); more with:
+[start]   $BIN accounts create alice --db $DB --keyring $KEYRING
 MSG
 exec "$BIN" serve --model models/SmolLM2-135M-Instruct.Q4_1.gguf --keyring "$KEYRING" --db "$DB" \
-  --host "${TM_HOST:-127.0.0.1}" --port "${TM_PORT:-8080}"
+  --host "${TM_HOST:-127.0.0.1}" --port "${TM_PORT:-8080}" --demo-account

@@ -14,6 +14,12 @@ std::string Errno(const std::string& what, const std::string& path) {
   return what + " '" + path + "': " + std::strerror(errno);
 }
 
+// A missing file is the caller's input error (exit code 2); other failures are I/O errors.
+Status OpenError(const std::string& path) {
+  if (errno == ENOENT) return NotFound("file '" + path + "' does not exist; check the path");
+  return IoError(Errno("cannot open", path));
+}
+
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
@@ -31,7 +37,7 @@ class Fd {
 
 Result<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return IoError(Errno("cannot open", path));
+  if (fd.get() < 0) return OpenError(path);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return IoError(Errno("cannot stat", path));
   if (!S_ISREG(st.st_mode)) return InvalidArgument("'" + path + "' is not a regular file");
@@ -51,7 +57,7 @@ MappedFile::~MappedFile() {
 
 Result<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return IoError(Errno("cannot open", path));
+  if (fd.get() < 0) return OpenError(path);
   std::string out;
   char buf[1 << 16];
   for (;;) {

@@ -38,10 +38,10 @@ TEST(FileTest, ReadRefusesOversizedFile) {
   EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
 }
 
-TEST(FileTest, MissingFileIsIoError) {
+TEST(FileTest, MissingFileIsNotFound) {
   auto m = MappedFile::Open("/nonexistent/tracemark/file");
   ASSERT_FALSE(m.ok());
-  EXPECT_EQ(m.status().code(), StatusCode::kIoError);
+  EXPECT_EQ(m.status().code(), StatusCode::kNotFound);
   EXPECT_NE(m.status().message().find("/nonexistent/tracemark/file"), std::string::npos);
 }
 

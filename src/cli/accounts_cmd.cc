@@ -19,6 +19,7 @@ struct AccountsArgs {
   std::string db;
   std::string keyring;
   std::string name;
+  std::string org;
   std::string id;
   std::string reason;
   std::string evidence;
@@ -38,6 +39,7 @@ nlohmann::json AccountJson(const ledger::AccountRecord& a) {
           {"name", a.name},
           {"state", a.state},
           {"state_reason", a.state_reason},
+          {"org", a.org},
           {"created_at_ms", a.created_at_ms},
           {"updated_at_ms", a.updated_at_ms},
           {"limits",
@@ -55,7 +57,7 @@ void Print(const nlohmann::json& j) {
 Status RunCreate(const AccountsArgs& a) {
   TM_ASSIGN_OR_RETURN(policy::AdminContext c, policy::OpenAdminContext(a.db, a.keyring));
   ledger::AccountLimits limits{a.rpm, a.tpm, a.tokens_per_day, a.tokens_per_month};
-  TM_ASSIGN_OR_RETURN(policy::NewAccount n, c.accounts->CreateAccount(a.name, limits, Actor()));
+  TM_ASSIGN_OR_RETURN(policy::NewAccount n, c.accounts->CreateAccount(a.name, limits, Actor(), a.org));
   nlohmann::json j = AccountJson(n.account);
   j["api_key"] = n.api_key;
   j["key_id"] = n.key_id;
@@ -152,6 +154,7 @@ void AddAccountsCommand(CLI::App& app, int* exit_code) {
 
   CLI::App* create = cmd->add_subcommand("create", "Create an account; prints its id and API key (shown once)");
   create->add_option("name", args->name, "Account name")->required();
+  create->add_option("--org", args->org, "Organization / payment attribute (links accounts for the monitor)");
   common(create, true);
   limits(create);
   create->callback([args, run] { run("accounts create", RunCreate(*args)); });

@@ -11,6 +11,8 @@
 #include "tracemark/model/model.h"
 #include "tracemark/text/chat_template.h"
 #include "tracemark/text/tokenizer.h"
+#include "tracemark/watermark/hook.h"
+#include "tracemark/watermark/keyring.h"
 
 namespace tracemark::cli {
 namespace {
@@ -31,9 +33,21 @@ struct GenerateArgs {
   int32_t ctx_size = kCliContextLength;
   bool json = false;
   bool verbose = false;
+  std::string keyring;      // with account: watermark the output for that account
+  uint64_t account = 0;
+  bool account_given = false;
 };
 
 Status RunGenerate(const GenerateArgs& a) {
+  if (a.keyring.empty() != !a.account_given) {
+    return InvalidArgument("--keyring and --account go together; give both to watermark the output, or neither");
+  }
+  // Load the keyring first: a bad keyring should fail before the model is mapped.
+  std::unique_ptr<SamplerHook> hook;
+  if (!a.keyring.empty()) {
+    TM_ASSIGN_OR_RETURN(watermark::Keyring keyring, watermark::Keyring::Load(a.keyring));
+    TM_ASSIGN_OR_RETURN(hook, watermark::MakeWatermarkHook(keyring, a.account));
+  }
   TM_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(a.model));
   TM_ASSIGN_OR_RETURN(std::unique_ptr<text::Tokenizer> tok, text::Tokenizer::FromGguf(model->file()));
 
@@ -62,9 +76,8 @@ Status RunGenerate(const GenerateArgs& a) {
   gopt.sampling.top_p = a.top_p;
   gopt.sampling.top_k = a.top_k;
   gopt.sampling.seed = a.seed_given ? a.seed : std::random_device{}();
-  // The account's watermark plugs in here (--keyring/--account): a SamplerHook that outlives
-  // the Generate call. Without one, sampling is plain.
-  std::unique_ptr<SamplerHook> hook;
+  // With --keyring/--account the account's watermark chooses each sampled token; without, sampling
+  // is plain. (At temperature 0 the Gumbel and SynthID schemes cannot act: greedy is unmarked.)
   gopt.hook = hook.get();
 
   TextCallback stream;
@@ -118,6 +131,9 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
   });
   cmd->add_option("--threads", args->threads, "Worker threads")->check(CLI::Range(1, 256));
   cmd->add_option("--ctx-size", args->ctx_size, "Context length in tokens")->check(CLI::Range(16, 1 << 20));
+  cmd->add_option("--keyring", args->keyring, "Keyring file (tracemark keyring init); needs --account");
+  cmd->add_option("--account", args->account, "Account id whose watermark the output carries")
+      ->each([args](const std::string&) { args->account_given = true; });
   cmd->add_flag("--json", args->json, "Print one JSON object instead of streaming text");
   cmd->add_flag("--verbose", args->verbose, "Print token counts and speed to stderr");
   cmd->callback([args, exit_code]() {

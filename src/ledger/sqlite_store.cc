@@ -86,6 +86,7 @@ class SqliteStore final : public LedgerStore {
     TM_RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL;"));
     TM_RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=ON;"));
     TM_RETURN_IF_ERROR(Exec(kSchema));
+    TM_RETURN_IF_ERROR(MigrateAccountsOrg());
     Stmt st(db_, "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?1)");
     if (!st.ok()) return Error("prepare");
     st.Bind(1, std::to_string(kSchemaVersion));
@@ -98,9 +99,9 @@ class SqliteStore final : public LedgerStore {
     // One statement: the id is chosen and inserted under SQLite's write lock.
     Stmt st(db_,
             "INSERT INTO accounts(id, name, state, state_reason, created_at_ms, updated_at_ms, "
-            "rpm, tpm, tokens_per_day, tokens_per_month) SELECT CASE WHEN ?1 = '' THEN "
+            "rpm, tpm, tokens_per_day, tokens_per_month, org) SELECT CASE WHEN ?1 = '' THEN "
             "CAST(COALESCE(MAX(CAST(id AS INTEGER)), 0) + 1 AS TEXT) ELSE ?1 END, "
-            "?2,?3,?4,?5,?6,?7,?8,?9,?10 FROM accounts RETURNING id");
+            "?2,?3,?4,?5,?6,?7,?8,?9,?10,?11 FROM accounts RETURNING id");
     if (!st.ok()) return Error("prepare account insert");
     st.Bind(1, a.id);
     st.Bind(2, a.name);
@@ -112,6 +113,7 @@ class SqliteStore final : public LedgerStore {
     st.Bind(8, a.limits.tokens_per_minute);
     st.Bind(9, a.limits.tokens_per_day);
     st.Bind(10, a.limits.tokens_per_month);
+    st.Bind(11, a.org);
     if (st.Step() != SQLITE_ROW) return Error("insert account " + a.id);
     std::string id = st.Text(0);
     if (st.Step() != SQLITE_DONE) return Error("insert account " + a.id);
@@ -130,12 +132,13 @@ class SqliteStore final : public LedgerStore {
     a.limits.tokens_per_minute = st.Int(7);
     a.limits.tokens_per_day = st.Int(8);
     a.limits.tokens_per_month = st.Int(9);
+    a.org = st.Text(10);
     return a;
   }
 
   static constexpr const char* kAccountCols =
       "SELECT id, name, state, state_reason, created_at_ms, updated_at_ms, rpm, tpm, "
-      "tokens_per_day, tokens_per_month FROM accounts";
+      "tokens_per_day, tokens_per_month, org FROM accounts";
 
   Result<std::optional<AccountRecord>> GetAccount(std::string_view id) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -449,6 +452,18 @@ class SqliteStore final : public LedgerStore {
       sqlite3_free(err);
       return IoError("ledger " + path_ + ": " + msg);
     }
+    return Status::Ok();
+  }
+  // Ledgers created before the org attribute lack its column: add it (idempotent; another
+  // process may add it concurrently, which is not an error).
+  Status MigrateAccountsOrg() {
+    auto has_org = [&] {
+      Stmt probe(db_, "SELECT org FROM accounts LIMIT 0");
+      return probe.ok();
+    };
+    if (has_org()) return Status::Ok();
+    Status s = Exec("ALTER TABLE accounts ADD COLUMN org TEXT NOT NULL DEFAULT ''");
+    if (!s.ok() && !has_org()) return s;
     return Status::Ok();
   }
   Status Error(const std::string& what) {

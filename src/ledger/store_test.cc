@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sqlite3.h>
+
 #include <filesystem>
 
 namespace tracemark::ledger {
@@ -64,6 +66,38 @@ TEST(SqliteStore, UrlsAreValidated) {
   EXPECT_FALSE(SqlitePathFromUrl("sqlite:").ok());
   EXPECT_EQ(OpenLedgerStore("postgresql://localhost/x").status().code(), StatusCode::kUnimplemented);
   EXPECT_FALSE(OpenLedgerStore("sqlite:/nonexistent-dir/x/y.db").ok());
+}
+
+// Regression: ledgers created before the accounts.org column must open (migration adds it) and
+// keep their accounts; new accounts round-trip their org.
+TEST(SqliteStore, MigratesAccountsWithoutOrgColumn) {
+  const std::string path = TempDb("pre_org.db");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const char* old_schema =
+        "CREATE TABLE accounts(id TEXT PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL, "
+        "state_reason TEXT NOT NULL DEFAULT '', created_at_ms INTEGER NOT NULL, "
+        "updated_at_ms INTEGER NOT NULL, rpm INTEGER NOT NULL DEFAULT 0, tpm INTEGER NOT NULL DEFAULT 0, "
+        "tokens_per_day INTEGER NOT NULL DEFAULT 0, tokens_per_month INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO accounts VALUES('1','old','active','',1,1,60,1000,0,0);";
+    ASSERT_EQ(sqlite3_exec(db, old_schema, nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  for (int open = 0; open < 2; ++open) {  // the second open finds the column already there
+    auto store = OpenLedgerStore("sqlite:" + path);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto old = (*store)->GetAccount("1");
+    ASSERT_TRUE(old.ok() && old->has_value());
+    EXPECT_EQ((*old)->name, "old");
+    EXPECT_EQ((*old)->org, "");
+    if (open == 0) {
+      AccountRecord b{"", "bob", "active", "", 10, 10, {}};
+      b.org = "acme-card-42";
+      EXPECT_EQ(*(*store)->CreateAccount(b), "2");
+    }
+    EXPECT_EQ((*(*store)->GetAccount("2"))->org, "acme-card-42");
+  }
 }
 
 }  // namespace

@@ -507,10 +507,10 @@ TEST(GgufMalformed, NamesWithControlBytesAreEscaped) {
   ExpectError(b.Build(), StatusCode::kInvalidArgument, {"'bad\\x0a\\x01key'"});
 }
 
-TEST(GgufOpen, MissingFileIsIoError) {
+TEST(GgufOpen, MissingFileIsNotFound) {
   auto r = GgufFile::Open("/nonexistent/dir/model.gguf");
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), StatusCode::kIoError);
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
 }
 
 TEST(GgufOpen, OpensFileAndPrefixesPathOnError) {

@@ -123,9 +123,12 @@ Result<std::string> AccountService::NewKey(std::string_view account_id, std::str
 
 Result<NewAccount> AccountService::CreateAccount(std::string_view name,
                                                  const ledger::AccountLimits& limits,
-                                                 std::string_view actor) {
+                                                 std::string_view actor, std::string_view org) {
   if (name.empty() || name.size() > 200) {
     return InvalidArgument("account name must be 1 to 200 characters");
+  }
+  if (org.size() > kMaxOrgBytes) {
+    return InvalidArgument("org must be at most " + std::to_string(kMaxOrgBytes) + " bytes");
   }
   if (limits.requests_per_minute < 0 || limits.tokens_per_minute < 0 || limits.tokens_per_day < 0 ||
       limits.tokens_per_month < 0) {
@@ -136,12 +139,14 @@ Result<NewAccount> AccountService::CreateAccount(std::string_view name,
   out.account.state = std::string(AccountStateName(AccountState::kActive));
   out.account.created_at_ms = out.account.updated_at_ms = clock_->NowMs();
   out.account.limits = limits;
+  out.account.org = std::string(org);
   TM_ASSIGN_OR_RETURN(out.account.id, store_->CreateAccount(out.account));
   if (out.account.id.size() > 7 || std::stoull(out.account.id) >= kMaxAccounts) {
     return ResourceExhausted("account id space of the watermark payload is exhausted");
   }
   TM_ASSIGN_OR_RETURN(out.api_key, NewKey(out.account.id, &out.key_id));
-  TM_RETURN_IF_ERROR(Audit(actor, "account.create", out.account.id, "name=" + out.account.name));
+  TM_RETURN_IF_ERROR(Audit(actor, "account.create", out.account.id,
+                           "name=" + out.account.name + (org.empty() ? "" : " org=" + out.account.org)));
   TM_RETURN_IF_ERROR(Audit(actor, "api_key.create", out.key_id, "account=" + out.account.id));
   return out;
 }

@@ -5,6 +5,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -375,6 +376,7 @@ void ObserveForMonitor(ServerState& st, beast::tcp_stream& stream, const Request
   obs.client_fingerprint = user_agent;
   const std::string prefix = NetworkPrefix(stream);
   obs.network_prefix = prefix;
+  obs.org_attribute = account.org;
   if (Status s = st.monitor->Observe(obs); !s.ok()) {
     if (st.metrics.monitor_observe_failures.fetch_add(1) == 0) {
       std::fprintf(stderr, "tracemark serve: monitor: %s (further failures only counted in /metrics)\n",
@@ -663,6 +665,7 @@ Json AccountJson(const ledger::AccountRecord& a) {
           {"name", a.name},
           {"state", a.state},
           {"state_reason", a.state_reason},
+          {"org", a.org},
           {"limits",
            {{"requests_per_minute", a.limits.requests_per_minute},
             {"tokens_per_minute", a.limits.tokens_per_minute},
@@ -704,7 +707,7 @@ Response HandleAdmin(ServerState& st, const Request& req, std::string_view targe
       limits.tokens_per_day = num("tokens_per_day", 0);
       limits.tokens_per_month = num("tokens_per_month", 0);
     }
-    Result<policy::NewAccount> n = st.accounts->CreateAccount(str("name"), limits, "admin-api");
+    Result<policy::NewAccount> n = st.accounts->CreateAccount(str("name"), limits, "admin-api", str("org"));
     if (!n.ok()) return StatusError(req, n.status());
     Json j = AccountJson(n->account);
     j["api_key"] = n->api_key;

@@ -54,7 +54,8 @@ def admin_get(server, path):
 
 def test_monitor_suspends_harvester_not_benign(monitored):
     harvester = monitored.create_account("harvester", "--rpm", "10000", "--tpm", "10000000")
-    benign = monitored.create_account("benign", "--rpm", "10000", "--tpm", "10000000")
+    benign = monitored.create_account("benign", "--rpm", "10000", "--tpm", "10000000", "--org", "benign-co")
+    assert monitored.show(benign["id"])["org"] == "benign-co"
     hc = monitored.client(harvester["api_key"])
     bc = monitored.client(benign["api_key"])
     model = hc.models.list().data[0].id

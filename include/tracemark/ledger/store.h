@@ -39,6 +39,9 @@ struct AccountRecord {
   int64_t created_at_ms = 0;
   int64_t updated_at_ms = 0;
   AccountLimits limits;
+  // Organization / payment attribute given at creation ("" when none); a linkage signal for the
+  // distillation monitor. Column added by migration to ledgers created before it.
+  std::string org = "";
 };
 
 struct ApiKeyRecord {

@@ -41,6 +41,7 @@ inline constexpr uint64_t kMaxAccounts = 1 << 20;
 // Default limits of a new account (overridable at creation).
 inline constexpr int64_t kDefaultRequestsPerMinute = 600;
 inline constexpr int64_t kDefaultTokensPerMinute = 200'000;
+inline constexpr size_t kMaxOrgBytes = 200;
 
 // Secrets the server derives from the keyring master secret with HKDF-SHA256
 // (salt "tracemark/v1/server", info "api-key-pepper" / "audit-ed25519-seed").
@@ -72,8 +73,10 @@ class AccountService {
                                                         crypto::SecretBytes pepper,
                                                         ledger::AuditLog* audit, const Clock* clock);
 
+  // `org`: optional organization / payment attribute (at most kMaxOrgBytes), stored with the
+  // account and used by the distillation monitor to link accounts.
   Result<NewAccount> CreateAccount(std::string_view name, const ledger::AccountLimits& limits,
-                                   std::string_view actor);
+                                   std::string_view actor, std::string_view org = "");
   // A new key for an existing account (rotation: create, deploy, then RevokeKey the old one).
   Result<NewAccount> CreateKey(std::string_view account_id, std::string_view actor);
   Status RevokeKey(std::string_view key_id, std::string_view actor, std::string_view reason);
