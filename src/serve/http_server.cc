@@ -789,7 +789,7 @@ void RunMonitorPass(ServerState& st) {
     Status s;
     switch (a.level) {
       case monitor::EnforcementLevel::kFlag: {
-        ledger::AuditEvent e{"monitor", "account.flag", a.account_id, reason, sha, NowMs()};
+        ledger::AuditEvent e{"monitor", "account.flagged", a.account_id, reason, sha, NowMs()};
         Result<uint64_t> r = st.audit->Append(e);
         s = r.ok() ? Status::Ok() : r.status();
         break;

@@ -118,7 +118,7 @@ def test_monitor_suspends_harvester_not_benign(monitored):
     assert mine, rows
     entry = mine[-1]
     assert str(entry["target"]) == str(harvester["id"])
-    assert entry["action"] == "account.suspend"
+    assert entry["action"] == "account.suspended"
     evidence = entry["reason"].split("; evidence ", 1)[1]
     assert hashlib.sha256(evidence.encode()).hexdigest() == entry["evidence_sha256"]
     ev = json.loads(evidence)
@@ -131,7 +131,7 @@ def test_monitor_suspends_harvester_not_benign(monitored):
 def test_admin_reinstate_resets_monitor(monitored):
     """After the suspension above, an admin reinstate clears the monitor's counters."""
     rows = [json.loads(l) for l in run_cli("audit", "list", "--db", monitored.db).stdout.splitlines() if l.strip()]
-    suspended = [r for r in rows if r.get("actor") == "monitor" and r.get("action") == "account.suspend"]
+    suspended = [r for r in rows if r.get("actor") == "monitor" and r.get("action") == "account.suspended"]
     if not suspended:
         pytest.skip("needs the suspension from test_monitor_suspends_harvester_not_benign")
     account_id = str(suspended[-1]["target"])

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# End to end through the CLI contract (docs/cli.md): keyring init, generate with an account's
+# watermark, detect -> watermarked and attributed to that account; unmarked text -> not
+# watermarked; usage errors exit 2. Usage: watermark_e2e.sh TRACEMARK_BINARY
+set -euo pipefail
+BIN=$1
+MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
+[ -f "$MODEL" ] || { echo "SKIP: $MODEL missing (run scripts/setup.sh)"; exit 0; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+
+"$BIN" keyring init "$tmp/keyring"
+[ "$(stat -c %a "$tmp/keyring")" = 600 ] || fail "keyring mode is not 0600"
+"$BIN" keyring init "$tmp/keyring" 2>/dev/null && fail "keyring init overwrote an existing file"
+
+# A marked generation for account 4242 (temperature 1, 250 tokens; text mode = plain completion).
+"$BIN" generate --model "$MODEL" --keyring "$tmp/keyring" --account 4242 --seed 11 \
+  --temperature 1 --max-tokens 250 --json \
+  --prompt "Chapter one. The old lighthouse keeper climbed the stairs and" > "$tmp/gen.json"
+python3 -c "import json,sys; open(sys.argv[2],'w').write(json.load(open(sys.argv[1]))['text'])" \
+  "$tmp/gen.json" "$tmp/marked.txt"
+"$BIN" detect --keyring "$tmp/keyring" --model "$MODEL" --json "$tmp/marked.txt" > "$tmp/det.json"
+cat "$tmp/det.json"
+[ "$(field watermarked < "$tmp/det.json")" = True ] || fail "marked text not detected"
+[ "$(field account < "$tmp/det.json")" = 4242 ] || fail "marked text not attributed to account 4242"
+
+# The same prompt and seed without a keyring: no mark.
+"$BIN" generate --model "$MODEL" --seed 11 --temperature 1 --max-tokens 250 --json \
+  --prompt "Chapter one. The old lighthouse keeper climbed the stairs and" > "$tmp/plain.json"
+python3 -c "import json,sys; open(sys.argv[2],'w').write(json.load(open(sys.argv[1]))['text'])" \
+  "$tmp/plain.json" "$tmp/plain.txt"
+"$BIN" detect --keyring "$tmp/keyring" --model "$MODEL" --json - < "$tmp/plain.txt" > "$tmp/det2.json"
+[ "$(field watermarked < "$tmp/det2.json")" = False ] || fail "unmarked text flagged"
+
+# Contract: usage and input errors exit 2 with one line on stderr.
+set +e
+"$BIN" generate --model /nonexistent.gguf --prompt hi 2> "$tmp/err"; rc=$?
+set -e
+[ $rc = 2 ] || fail "missing model: exit $rc, want 2"
+[ "$(wc -l < "$tmp/err")" = 1 ] || fail "error is not one line: $(cat "$tmp/err")"
+set +e
+"$BIN" generate --model "$MODEL" --prompt hi --account 3 2>/dev/null; rc=$?
+set -e
+[ $rc = 2 ] || fail "--account without --keyring: exit $rc, want 2"
+echo "1 passed, 0 failed"
