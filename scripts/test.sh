@@ -2,7 +2,8 @@
 # Sets up everything (scripts/setup.sh) and runs every test: unit, integration, fuzz seed corpora.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+# Gemma 3 270M too, so its parity, tokenizer and template tests run rather than skip.
+scripts/setup.sh --gemma
 # The gateway suite (tests/gateway) uses the official openai SDK from a private venv.
 if ! .venv-test/bin/python -c "import openai, pytest" 2>/dev/null; then
   python3 -m venv .venv-test && .venv-test/bin/pip install -q "openai>=1.40" pytest

@@ -15,23 +15,33 @@ field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 [ "$(stat -c %a "$tmp/keyring")" = 600 ] || fail "keyring mode is not 0600"
 "$BIN" keyring init "$tmp/keyring" 2>/dev/null && fail "keyring init overwrote an existing file"
 
-# A marked generation for account 4242 (temperature 1, 250 tokens; text mode = plain completion).
-"$BIN" generate --model "$MODEL" --keyring "$tmp/keyring" --account 4242 --seed 11 \
-  --temperature 1 --max-tokens 250 --json \
-  --prompt "Chapter one. The old lighthouse keeper climbed the stairs and" > "$tmp/gen.json"
+# Generation and detection use a committed test-only keyring, so the same seed gives the same
+# bytes and the same verdict on every run (power is measured in bench/, not here).
+cp tests/data/cli/test.keyring "$tmp/test.keyring"
+chmod 600 "$tmp/test.keyring"
+KR="$tmp/test.keyring"
+PROMPT="Write a long essay about the history of lighthouses, with many details."
+"$BIN" generate --model "$MODEL" --chat --keyring "$KR" --account 4242 --seed 1 \
+  --temperature 1 --max-tokens 400 --json --prompt "$PROMPT" > "$tmp/gen.json"
 python3 -c "import json,sys; open(sys.argv[2],'w').write(json.load(open(sys.argv[1]))['text'])" \
   "$tmp/gen.json" "$tmp/marked.txt"
-"$BIN" detect --keyring "$tmp/keyring" --model "$MODEL" --json "$tmp/marked.txt" > "$tmp/det.json"
+"$BIN" detect --keyring "$KR" --model "$MODEL" --json "$tmp/marked.txt" > "$tmp/det.json"
 cat "$tmp/det.json"
 [ "$(field watermarked < "$tmp/det.json")" = True ] || fail "marked text not detected"
 [ "$(field account < "$tmp/det.json")" = 4242 ] || fail "marked text not attributed to account 4242"
 
-# The same prompt and seed without a keyring: no mark.
-"$BIN" generate --model "$MODEL" --seed 11 --temperature 1 --max-tokens 250 --json \
-  --prompt "Chapter one. The old lighthouse keeper climbed the stairs and" > "$tmp/plain.json"
+# The same prompt and seed without a keyring: no mark. A keyring readable by others is refused.
+chmod 644 "$KR"
+set +e
+"$BIN" detect --keyring "$KR" --model "$MODEL" --json "$tmp/marked.txt" >/dev/null 2>&1; rc=$?
+set -e
+[ $rc = 2 ] || fail "world-readable keyring: exit $rc, want 2"
+chmod 600 "$KR"
+"$BIN" generate --model "$MODEL" --chat --seed 1 --temperature 1 --max-tokens 400 --json \
+  --prompt "$PROMPT" > "$tmp/plain.json"
 python3 -c "import json,sys; open(sys.argv[2],'w').write(json.load(open(sys.argv[1]))['text'])" \
   "$tmp/plain.json" "$tmp/plain.txt"
-"$BIN" detect --keyring "$tmp/keyring" --model "$MODEL" --json - < "$tmp/plain.txt" > "$tmp/det2.json"
+"$BIN" detect --keyring "$KR" --model "$MODEL" --json - < "$tmp/plain.txt" > "$tmp/det2.json"
 [ "$(field watermarked < "$tmp/det2.json")" = False ] || fail "unmarked text flagged"
 
 # Contract: usage and input errors exit 2 with one line on stderr.
