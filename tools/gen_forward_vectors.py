@@ -9,7 +9,7 @@ w + 1; tensor dims innermost-first, i.e. the torch [out, in] matrix as is), and 
 model's fp32 logits at every position for a few token sequences.
 
 Outputs under tests/data/forward/:
-  <arch>.gguf         the model (F32 weights, dummy byte-level gpt2 vocabulary)
+  <arch>.tiny-gguf    the model in GGUF format (F32 weights, dummy byte-level gpt2 vocabulary)
   <arch>.json         {"vocab": V, "sequences": [[ids...], ...], "min_top1_margin": m}
   <arch>.logits.f32   float32 little-endian, the sequences' logits concatenated, [len, V] each
 
@@ -230,11 +230,11 @@ def main():
                 min_margin = min(min_margin, float((top2[:, 1] - top2[:, 0]).min()))
                 all_logits.append(out.astype("<f4"))
         base = os.path.join(OUT_DIR, arch)
-        write_gguf(base + ".gguf", arch, cfg, model)
+        write_gguf(base + ".tiny-gguf", arch, cfg, model)
         np.concatenate(all_logits).tofile(base + ".logits.f32")
         with open(base + ".json", "w") as f:
             json.dump({"arch": arch, "vocab": VOCAB, "sequences": seqs, "min_top1_margin": min_margin}, f)
-        print(f"{arch}: {os.path.getsize(base + '.gguf')} bytes gguf, min top-1 margin {min_margin:.4g}",
+        print(f"{arch}: {os.path.getsize(base + '.tiny-gguf')} bytes gguf, min top-1 margin {min_margin:.4g}",
               file=sys.stderr)
 
 

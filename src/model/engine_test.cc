@@ -83,7 +83,7 @@ struct Diff {
 };
 
 std::unique_ptr<Model> LoadTiny(const std::string& arch) {
-  auto m = Model::Load(DataPath(arch + ".gguf"));
+  auto m = Model::Load(DataPath(arch + ".tiny-gguf"));
   EXPECT_TRUE(m.ok()) << m.status().ToString();
   return m.ok() ? std::move(m).value() : nullptr;
 }
@@ -283,7 +283,7 @@ TEST(EngineConfig, ReadsArchitectureConventions) {
 
 // Writes a copy of the llama model with one byte string replaced (same length).
 std::string PatchedCopy(const std::string& from, const std::string& to, const std::string& out_name) {
-  auto bytes = ReadFile(DataPath("llama.gguf"), 16 << 20);
+  auto bytes = ReadFile(DataPath("llama.tiny-gguf"), 16 << 20);
   EXPECT_TRUE(bytes.ok());
   std::string s = *bytes;
   const size_t at = s.find(from);
