@@ -4,13 +4,11 @@
 // crash).
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
+#include "base/testing/fuzz_corpus.h"
 #include "tracemark/model/gguf.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
@@ -24,22 +22,15 @@ TEST(GgufCorpus, ReplaysEverySeedThroughTheFuzzEntryPoint) {
   const std::filesystem::path dir =
       std::filesystem::path(TM_SOURCE_DIR) / "fuzz" / "corpus" / "gguf";
   ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir;
-  std::vector<std::filesystem::path> files;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    if (e.is_regular_file()) files.push_back(e.path());
-  }
-  std::sort(files.begin(), files.end());
+  const std::vector<std::filesystem::path> files = test_util::CorpusFiles(dir);
   ASSERT_GE(files.size(), kMinSeeds);
   int valid = 0, bad = 0;
   for (const auto& path : files) {
-    std::ifstream in(path, std::ios::binary);
-    // An exactly sized heap copy, so sanitizer builds catch any overread.
-    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                               std::istreambuf_iterator<char>());
+    const std::vector<uint8_t> bytes = test_util::ReadCorpusFile(path);
     SCOPED_TRACE(path.filename().string());
-    EXPECT_EQ(LLVMFuzzerTestOneInput(bytes.empty() ? nullptr : bytes.data(), bytes.size()), 0);
+    EXPECT_EQ(LLVMFuzzerTestOneInput(test_util::FuzzData(bytes), bytes.size()), 0);
     const std::string name = path.filename().string();
-    auto r = GgufFile::Parse(bytes.empty() ? nullptr : bytes.data(), bytes.size());
+    auto r = GgufFile::Parse(test_util::FuzzData(bytes), bytes.size());
     if (name.rfind("valid_", 0) == 0) {
       EXPECT_TRUE(r.ok()) << r.status().ToString();
       ++valid;

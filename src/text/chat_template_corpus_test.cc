@@ -3,11 +3,10 @@
 // build: each must finish without crashing, within the limits.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <vector>
+
+#include "base/testing/fuzz_corpus.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
@@ -19,17 +18,12 @@ constexpr size_t kMinSeeds = 50;
 TEST(ChatTemplateCorpus, ReplaysEverySeedThroughTheFuzzEntryPoint) {
   const std::filesystem::path dir = std::filesystem::path(TM_SOURCE_DIR) / "fuzz" / "corpus" / "chat_template";
   ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir;
-  std::vector<std::filesystem::path> files;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    if (e.is_regular_file()) files.push_back(e.path());
-  }
-  std::sort(files.begin(), files.end());
+  const std::vector<std::filesystem::path> files = test_util::CorpusFiles(dir);
   ASSERT_GE(files.size(), kMinSeeds);
   for (const auto& path : files) {
-    std::ifstream in(path, std::ios::binary);
-    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::vector<uint8_t> bytes = test_util::ReadCorpusFile(path);
     SCOPED_TRACE(path.filename().string());
-    EXPECT_EQ(LLVMFuzzerTestOneInput(bytes.empty() ? nullptr : bytes.data(), bytes.size()), 0);
+    EXPECT_EQ(LLVMFuzzerTestOneInput(test_util::FuzzData(bytes), bytes.size()), 0);
   }
 }
 

@@ -6,11 +6,10 @@
 // their model files are present.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <vector>
+
+#include "base/testing/fuzz_corpus.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
@@ -23,19 +22,12 @@ TEST(TokenizerCorpus, ReplaysEverySeedThroughTheFuzzEntryPoint) {
   const std::filesystem::path dir =
       std::filesystem::path(TM_SOURCE_DIR) / "fuzz" / "corpus" / "tokenizer";
   ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir;
-  std::vector<std::filesystem::path> files;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    if (e.is_regular_file()) files.push_back(e.path());
-  }
-  std::sort(files.begin(), files.end());
+  const std::vector<std::filesystem::path> files = test_util::CorpusFiles(dir);
   ASSERT_GE(files.size(), kMinSeeds);
   for (const auto& path : files) {
-    std::ifstream in(path, std::ios::binary);
-    // An exactly sized heap copy, so sanitizer builds catch any overread.
-    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                               std::istreambuf_iterator<char>());
+    const std::vector<uint8_t> bytes = test_util::ReadCorpusFile(path);
     SCOPED_TRACE(path.filename().string());
-    EXPECT_EQ(LLVMFuzzerTestOneInput(bytes.empty() ? nullptr : bytes.data(), bytes.size()), 0);
+    EXPECT_EQ(LLVMFuzzerTestOneInput(test_util::FuzzData(bytes), bytes.size()), 0);
   }
 }
 
