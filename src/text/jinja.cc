@@ -5,6 +5,7 @@
 // that the recursive descent parser and the evaluator stay readable; Parse() and Render() catch
 // it and return a Status, so no exception ever leaves this file.
 #include "jinja.h"
+#include "unicode.h"
 
 #include <algorithm>
 #include <charconv>
@@ -79,23 +80,6 @@ char32_t DecodeAt(std::string_view s, size_t i, size_t* len) {
   return cp;
 }
 
-void AppendUtf8(std::string* out, char32_t cp) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
 
 // Python's str.isspace() (identical to the `\s` class of Python's re for str patterns).
 bool IsPySpace(char32_t c) {
@@ -450,7 +434,7 @@ class Lexer {
               uint32_t cp = 0;
               auto r = std::from_chars(body.data() + j, body.data() + j + digits, cp, 16);
               if (r.ptr != body.data() + j + digits || cp > 0x10FFFF) Fail(line, "bad escape in string literal");
-              AppendUtf8(&t.text, cp);
+              text::AppendUtf8(static_cast<uint32_t>(cp), &t.text);
               j += digits;
               break;
             }
