@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
   const std::string model_path = argv[1];
   int prompts = 12, tokens = 200, threads = 2;
   float temperature = 1.0f;
-  std::string scheme = "gumbel";
+  std::string scheme(wm::kDefaultSchemeSpec);
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--prompts") prompts = std::atoi(argv[i + 1]);

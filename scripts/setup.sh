@@ -26,6 +26,8 @@ APT_PACKAGES=(
   libboost1.81-dev libsimdjson-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libcli11-dev
   libzstd-dev zlib1g-dev libssl-dev libsqlite3-dev libpqxx-dev libhiredis-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang-14 libclang-rt-14-dev
+  chromium  # headless rendering test of `tracemark report` (src/report/report_test.cc)
+  postgresql redis-server  # throwaway servers of tests/replicas and the PostgreSQL store tests
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

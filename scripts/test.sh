@@ -8,6 +8,12 @@ scripts/setup.sh --gemma
 if ! .venv-test/bin/python -c "import openai, pytest" 2>/dev/null; then
   python3 -m venv .venv-test && .venv-test/bin/pip install -q "openai>=1.40" pytest
 fi
+# The Python package (pyproject.toml, python/) and what its suite (tests/python, ctest
+# python_package) needs, in the same venv. build/python/ and ccache keep the rebuild incremental.
+if ! .venv-test/bin/python -c "import ray.data, pyarrow, pandas, scikit_build_core, pybind11" 2>/dev/null; then
+  .venv-test/bin/pip install -q "ray[data]>=2.9" pyarrow pandas "scikit-build-core>=0.10" "pybind11>=2.10"
+fi
+.venv-test/bin/pip install -q --no-build-isolation .
 BUILD_DIR=${TM_BUILD_DIR:-build}
 cd "$BUILD_DIR"
 ctest --output-on-failure -j "$(nproc)" "$@"

@@ -93,7 +93,7 @@ for f, vals in {"max_tokens": [0, -1, 4097, 10**12], "max_completion_tokens": [0
                 "temperature": [-0.01, 2.01, 100], "top_p": [-0.1, 1.01, 3], "n": [0, -1, 129]}.items():
     for v in vals:
         add(f"range_{f}_{v}", chat(**{f: v}), code="invalid_value")
-add("n_two_unsupported", chat(n=2), code="unsupported_value")
+add("n_above_limit_unsupported", chat(n=17), code="unsupported_value")
 add("stop_five", chat(stop=["a", "b", "c", "d", "e"]), code="invalid_value")
 add("stop_empty", chat(stop=""), code="invalid_value")
 add("stop_too_long", chat(stop="x" * 257), code="invalid_value")

@@ -136,7 +136,7 @@ void AddAccountsCommand(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand("accounts", "Create and manage API accounts and keys");
   cmd->require_subcommand(1);
   auto common = [&](CLI::App* sub, bool needs_keyring) {
-    sub->add_option("--db", args->db, "Ledger database URL (sqlite:PATH)")->required();
+    sub->add_option("--db", args->db, "Ledger database URL (sqlite:PATH or postgresql://...)")->required();
     if (needs_keyring) {
       sub->add_option("--keyring", args->keyring,
                       "Keyring file (default: $TRACEMARK_KEYRING, else the server's recorded keyring)");

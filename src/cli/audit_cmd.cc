@@ -56,7 +56,7 @@ void AddAuditCommand(CLI::App& app, int* exit_code) {
   cmd->require_subcommand(1);
   CLI::App* verify = cmd->add_subcommand(
       "verify", "Check signatures, roots, consistency and inclusion proofs; exit 1 on tampering");
-  verify->add_option("--db", args->db, "Ledger database URL (sqlite:PATH)")->required();
+  verify->add_option("--db", args->db, "Ledger database URL (sqlite:PATH or postgresql://...)")->required();
   verify->add_option("--keyring", args->keyring,
                      "Keyring whose audit key the checkpoints must verify under (recommended)");
   verify->callback([args, exit_code] {
@@ -64,7 +64,7 @@ void AddAuditCommand(CLI::App& app, int* exit_code) {
     if (!s.ok()) *exit_code = ReportError("audit verify", s);
   });
   CLI::App* list = cmd->add_subcommand("list", "Print every entry (one JSON object per line)");
-  list->add_option("--db", args->db, "Ledger database URL (sqlite:PATH)")->required();
+  list->add_option("--db", args->db, "Ledger database URL (sqlite:PATH or postgresql://...)")->required();
   list->callback([args, exit_code] {
     Status s = RunList(*args);
     *exit_code = s.ok() ? 0 : ReportError("audit list", s);

@@ -23,5 +23,12 @@ void AddServeCommand(CLI::App& app, int* exit_code);
 void AddKeyringCommand(CLI::App& app, int* exit_code);
 void AddDetectCommand(CLI::App& app, int* exit_code);
 void AddScanCommand(CLI::App& app, int* exit_code);
+void AddProbeCommand(CLI::App& app, int* exit_code);
+void AddReportCommand(CLI::App& app, int* exit_code);
+// `redteam` group (redteam_cmd.cc); its subcommands register on the group's App.
+void AddRedteamCommand(CLI::App& app, int* exit_code);
+void AddReplayCommand(CLI::App& app, int* exit_code);
+// `redteam train-student` (train_student_cmd.cc), registered on the redteam group.
+void AddTrainStudentCommand(CLI::App& group, int* exit_code);
 
 }  // namespace tracemark::cli

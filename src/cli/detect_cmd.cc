@@ -88,6 +88,7 @@ Status RunDetect(const DetectArgs& a) {
     j["account"] = d.account ? nlohmann::json(*d.account) : nlohmann::json(nullptr);
     j["account_p_value"] = d.account_p_value;
     j["account_log10_p_value"] = d.account_log10_p_value;
+    if (!d.account_note.empty()) j["account_note"] = d.account_note;  // why account is null
     nlohmann::json spans = nlohmann::json::array();
     for (const auto& s : d.spans) {
       spans.push_back({{"begin_token", s.begin},

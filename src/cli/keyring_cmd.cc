@@ -21,7 +21,7 @@ void PrintVersion(const watermark::Keyring& ring, int version, const char* verb,
   const watermark::KeyVersion* v = ring.Find(version);
   auto fp = ring.Fingerprint(version);
   std::printf("%s %s: version %d (active), scheme %s, fingerprint %s\n", verb, path.c_str(), version,
-              v->scheme.c_str(), fp.ok() ? fp->c_str() : "?");
+              watermark::PublicSchemeSpec(v->scheme).c_str(), fp.ok() ? fp->c_str() : "?");
 }
 
 Status RunInit(const KeyringArgs& a) {
@@ -54,7 +54,7 @@ void AddKeyringCommand(CLI::App& app, int* exit_code) {
   auto* init = cmd->add_subcommand("init", "Create FILE (mode 0600) with a fresh 256-bit master secret");
   init->add_option("FILE", args->path, "Keyring file to create (must not exist)")->required();
   init->add_option("--scheme", args->scheme,
-                   "Watermark scheme spec: gumbel (default), kgw-lefthash, kgw-selfhash, synthid, "
+                   "Watermark scheme spec: gumbel (default), kgw-lefthash, kgw-selfhash, synthid, synthid-hf, "
                    "optionally with :key=value,... (docs/watermark.md)");
   init->callback([args, exit_code] {
     const Status s = RunInit(*args);

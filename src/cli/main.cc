@@ -37,6 +37,10 @@ int main(int argc, char** argv) {
   tracemark::cli::AddKeyringCommand(app, &exit_code);
   tracemark::cli::AddDetectCommand(app, &exit_code);
   tracemark::cli::AddScanCommand(app, &exit_code);
+  tracemark::cli::AddProbeCommand(app, &exit_code);
+  tracemark::cli::AddReportCommand(app, &exit_code);
+  tracemark::cli::AddRedteamCommand(app, &exit_code);
+  tracemark::cli::AddReplayCommand(app, &exit_code);
 
   try {
     app.parse(argc, argv);

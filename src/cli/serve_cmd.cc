@@ -11,14 +11,25 @@ namespace tracemark::cli {
 void AddServeCommand(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<serve::ServerOptions>();
   CLI::App* cmd = app.add_subcommand("serve", "Serve a GGUF model through the OpenAI API with per-account watermarks");
-  cmd->add_option("--model", o->model_path, "GGUF model file")->required();
+  cmd->add_option("--model", o->model_path, "GGUF model file (required unless --engine mock)");
+  cmd->add_option("--engine", o->engine, "model: the GGUF; mock: fixed-latency fake engine for gateway benchmarks")
+      ->check(CLI::IsMember({"model", "mock"}))
+      ->capture_default_str();
+  cmd->add_option("--mock-token-latency-us", o->mock.token_latency_us, "Mock engine: microseconds per output token")
+      ->check(CLI::Range(int64_t{0}, serve::kMaxMockTokenLatencyUs))
+      ->capture_default_str();
+  cmd->add_option("--mock-output-tokens", o->mock.output_tokens, "Mock engine: reply length in tokens (bytes)")
+      ->check(CLI::Range(1, serve::kMaxMockOutputTokens))
+      ->capture_default_str();
   cmd->add_option("--keyring", o->keyring_path, "Keyring file (tracemark keyring init)")->required();
-  cmd->add_option("--db", o->db_url, "Ledger database URL (sqlite:PATH)")->required();
+  cmd->add_option("--db", o->db_url, "Ledger database URL (sqlite:PATH or postgresql://USER@HOST:PORT/DB)")->required();
+  cmd->add_option("--redis", o->redis_url,
+                  "Share per-account rate-limit buckets between replicas through Redis (redis://HOST:PORT)");
   cmd->add_option("--host", o->host, "Listen address")->capture_default_str();
   cmd->add_option("--port", o->port, "Listen port (0: any free port)")->capture_default_str();
   cmd->add_option("--admin-token-file", o->admin_token_file, "File holding the admin API bearer token (>= 16 chars)");
   cmd->add_option("--model-id", o->model_id, "Model id clients send (default: the file name without .gguf)");
-  cmd->add_option("--usage-journal", o->usage_journal_dir, "Usage journal directory (default: <db>.usage-journal)");
+  cmd->add_option("--usage-journal", o->usage_journal_dir, "Usage journal directory, one per replica (default: <sqlite path>.usage-journal; required with PostgreSQL)");
   cmd->add_option("--slots", o->scheduler.slots, "Concurrent sequences batched together")->capture_default_str();
   cmd->add_option("--slot-context", o->scheduler.slot_context, "Tokens per sequence (prompt + completion)")
       ->capture_default_str();
@@ -55,6 +66,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       return;
     }
     o->monitor_mode = *m;
+    if (o->engine == "model" && o->model_path.empty()) {
+      *exit_code = ReportError("serve", InvalidArgument("--model is required (or use --engine mock)"));
+      return;
+    }
     o->on_listening = [](const std::string& host, uint16_t port) {
       std::fprintf(stderr, "tracemark serve: listening on http://%s:%u\n", host.c_str(), static_cast<unsigned>(port));
       std::fflush(stderr);

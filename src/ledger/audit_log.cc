@@ -134,12 +134,13 @@ Result<uint64_t> AuditLog::Append(const AuditEvent& event) {
                     .count();
   }
   const int64_t now_ms = e.time_ms;
-  return store_->AppendAudit(
+  // O(log n) with a store that keeps the Merkle frontier (the SQLite store does).
+  return store_->AppendAuditRoot(
       [&](uint64_t index) { return CanonicalAuditEntry(index, e); },
-      [&](std::span<const Hash> leaves) -> Result<CheckpointRow> {
+      [&](uint64_t tree_size, const Hash& root) -> Result<CheckpointRow> {
         CheckpointRow cp;
-        cp.tree_size = leaves.size();
-        cp.note = CheckpointNote(cp.tree_size, TreeHash(leaves));
+        cp.tree_size = tree_size;
+        cp.note = CheckpointNote(cp.tree_size, root);
         TM_ASSIGN_OR_RETURN(cp.signature, signer_->Sign(cp.note));
         cp.created_at_ms = now_ms;
         return cp;

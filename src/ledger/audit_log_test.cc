@@ -88,6 +88,50 @@ TEST(AuditLog, EntriesAreCanonicalJson) {
             R"("reason":"new","target":"acct_1","time_ms":5})");
 }
 
+// Appends keep the Merkle frontier in the store; a missing or stale frontier (an older build
+// appended, or the meta row was deleted) is rebuilt from the entries, and the signed roots are
+// the same as a full recomputation gives.
+TEST(AuditLog, StaleOrMissingFrontierIsRebuilt) {
+  const std::string path = TempDb("frontier.db");
+  auto signer = Signer(9);
+  BuildLog(path, 5, *signer);
+  RawSql(path, "DELETE FROM meta WHERE key = 'audit_frontier'");
+  {
+    auto store = OpenLedgerStore("sqlite:" + path);
+    ASSERT_TRUE(store.ok());
+    AuditLog log(store->get(), signer.get());
+    AuditEvent e{"cli:test", "account.reinstate", "acct_x", "after rebuild", "", 2000};
+    auto idx = log.Append(e);
+    ASSERT_TRUE(idx.ok()) << idx.status().ToString();
+    EXPECT_EQ(*idx, 5u);
+  }
+  // A frontier for a smaller tree than the log holds is ignored, not trusted.
+  RawSql(path, "UPDATE meta SET value = '0100000000000000' || substr(value, 17, 64) WHERE key = 'audit_frontier'");
+  {
+    auto store = OpenLedgerStore("sqlite:" + path);
+    ASSERT_TRUE(store.ok());
+    AuditLog log(store->get(), signer.get());
+    for (int i = 0; i < 4; ++i) {
+      auto idx = log.Append(AuditEvent{"cli:test", "account.suspend", "acct_y", "more", "", 3000 + i});
+      ASSERT_TRUE(idx.ok()) << idx.status().ToString();
+      EXPECT_EQ(*idx, 6u + static_cast<uint64_t>(i));
+    }
+    auto rows = (*store)->ReadAudit();
+    ASSERT_TRUE(rows.ok());
+    std::vector<Hash> leaves;
+    for (const AuditRow& r : *rows) leaves.push_back(LeafHash(r.body));
+    auto cps = (*store)->ReadCheckpoints();
+    ASSERT_TRUE(cps.ok());
+    ASSERT_EQ(cps->size(), 10u);
+    for (const CheckpointRow& cp : *cps) {
+      EXPECT_EQ(cp.note, CheckpointNote(cp.tree_size, TreeHash(std::span<const Hash>(leaves.data(), cp.tree_size))));
+    }
+  }
+  AuditVerifyReport r = Verify(path, signer->public_key());
+  EXPECT_TRUE(r.ok) << (r.problems.empty() ? "" : r.problems[0]);
+  EXPECT_EQ(r.signed_size, 10u);
+}
+
 TEST(AuditLog, DetectsAlteredEntry) {
   const std::string path = TempDb("altered.db");
   auto signer = Signer(4);

@@ -164,6 +164,46 @@ bool VerifyConsistency(uint64_t old_size, uint64_t new_size, const Hash& old_roo
   return fr == old_root && sr == new_root && sn == 0;
 }
 
+void MerkleFrontier::Append(const Hash& leaf_hash) {
+  nodes_.push_back(leaf_hash);
+  // Each trailing 1 bit of the old size is a perfect subtree the new leaf's subtree now pairs
+  // with: merge them from the right.
+  for (uint64_t s = size_; s & 1; s >>= 1) {
+    const Hash right = nodes_.back();
+    nodes_.pop_back();
+    nodes_.back() = NodeHash(nodes_.back(), right);
+  }
+  ++size_;
+}
+
+Hash MerkleFrontier::Root() const {
+  if (nodes_.empty()) return Sha256("");
+  Hash r = nodes_.back();
+  for (size_t i = nodes_.size() - 1; i-- > 0;) r = NodeHash(nodes_[i], r);
+  return r;
+}
+
+std::string MerkleFrontier::Serialize() const {
+  std::string out(8 + nodes_.size() * 32, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((size_ >> (8 * i)) & 0xff);
+  for (size_t i = 0; i < nodes_.size(); ++i) std::memcpy(out.data() + 8 + 32 * i, nodes_[i].data(), 32);
+  return out;
+}
+
+Result<MerkleFrontier> MerkleFrontier::Parse(std::string_view bytes) {
+  if (bytes.size() < 8) return InvalidArgument("Merkle frontier: shorter than its 8-byte size");
+  MerkleFrontier f;
+  for (int i = 0; i < 8; ++i) f.size_ |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i])) << (8 * i);
+  const size_t count = static_cast<size_t>(__builtin_popcountll(f.size_));
+  if (bytes.size() != 8 + 32 * count) {
+    return InvalidArgument("Merkle frontier: size " + std::to_string(f.size_) + " needs " + std::to_string(count) +
+                           " nodes but " + std::to_string(bytes.size()) + " bytes were stored");
+  }
+  f.nodes_.resize(count);
+  for (size_t i = 0; i < count; ++i) std::memcpy(f.nodes_[i].data(), bytes.data() + 8 + 32 * i, 32);
+  return f;
+}
+
 std::string HexEncode(std::span<const uint8_t> bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out(bytes.size() * 2, '0');

@@ -109,5 +109,43 @@ TEST(Merkle, ProofArgumentsOutOfRangeAreErrors) {
   EXPECT_FALSE(VerifyInclusion(2, 2, leaves[0], {}, TreeHash(leaves)));
 }
 
+TEST_F(MerkleVectors, FrontierRootEqualsTreeHashAtEverySize) {
+  MerkleFrontier f;
+  EXPECT_EQ(f.Root(), TreeHash({}));
+  for (size_t n = 1; n <= leaves_.size(); ++n) {
+    f.Append(leaves_[n - 1]);
+    EXPECT_EQ(f.size(), n);
+    EXPECT_EQ(f.nodes().size(), static_cast<size_t>(__builtin_popcountll(n)));
+    EXPECT_EQ(f.Root(), TreeHash(std::span<const Hash>(leaves_.data(), n))) << "size " << n;
+  }
+}
+
+TEST(Merkle, FrontierMatchesTreeHashUpTo300Leaves) {
+  std::vector<Hash> leaves;
+  MerkleFrontier f;
+  for (int i = 0; i < 300; ++i) {
+    leaves.push_back(LeafHash("entry " + std::to_string(i)));
+    f.Append(leaves.back());
+    ASSERT_EQ(f.Root(), TreeHash(leaves)) << "size " << leaves.size();
+  }
+}
+
+TEST(Merkle, FrontierSerializesAndRejectsBadLengths) {
+  MerkleFrontier f;
+  for (int i = 0; i < 13; ++i) f.Append(LeafHash(std::to_string(i)));
+  const std::string bytes = f.Serialize();
+  EXPECT_EQ(bytes.size(), 8u + 32u * 3u);  // 13 = 8 + 4 + 1
+  auto back = MerkleFrontier::Parse(bytes);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->size(), 13u);
+  EXPECT_EQ(back->Root(), f.Root());
+  back->Append(LeafHash("13"));
+  f.Append(LeafHash("13"));
+  EXPECT_EQ(back->Root(), f.Root());
+  EXPECT_FALSE(MerkleFrontier::Parse(bytes.substr(0, bytes.size() - 1)).ok());
+  EXPECT_FALSE(MerkleFrontier::Parse(bytes + std::string(32, 'x')).ok());
+  EXPECT_FALSE(MerkleFrontier::Parse("short").ok());
+}
+
 }  // namespace
 }  // namespace tracemark::ledger

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "ledger/store_backends.h"
 #include "tracemark/ledger/store.h"
 
 namespace tracemark::ledger {
@@ -394,6 +395,88 @@ class SqliteStore final : public LedgerStore {
     return index;
   }
 
+  // O(log n): the Merkle frontier of the log lives in meta("audit_frontier", hex) and is updated
+  // in the append's transaction. When it is missing or does not match the log (an older build
+  // appended) it is rebuilt once from every entry.
+  Result<uint64_t> AppendAuditRoot(
+      const std::function<std::string(uint64_t)>& make_body,
+      const std::function<Result<CheckpointRow>(uint64_t, const Hash&)>& sign) override {
+    static constexpr const char* kFrontierMeta = "audit_frontier";
+    std::lock_guard<std::mutex> lock(mu_);
+    TM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE;"));
+    auto fail = [&](Status s) -> Status {
+      Exec("ROLLBACK;").ok();
+      return s;
+    };
+    uint64_t size = 0;
+    {
+      Stmt st(db_, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log");
+      if (!st.ok() || st.Step() != SQLITE_ROW) return fail(Error("read audit log size"));
+      size = static_cast<uint64_t>(st.Int(0));
+    }
+    std::optional<MerkleFrontier> frontier;
+    {
+      Stmt st(db_, "SELECT value FROM meta WHERE key = ?1");
+      if (!st.ok()) return fail(Error("prepare meta select"));
+      st.Bind(1, kFrontierMeta);
+      if (st.Step() == SQLITE_ROW) {
+        const std::string hex = st.Text(0);
+        std::string bytes(hex.size() / 2, '\0');
+        if (HexDecode(hex, std::span<uint8_t>(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size()))) {
+          Result<MerkleFrontier> f = MerkleFrontier::Parse(bytes);
+          if (f.ok() && f->size() == size) frontier = std::move(f).value();
+        }
+      }
+    }
+    if (!frontier) {
+      frontier.emplace();
+      Stmt st(db_, "SELECT idx, body FROM audit_log ORDER BY idx");
+      if (!st.ok()) return fail(Error("prepare audit read"));
+      int rc;
+      while ((rc = st.Step()) == SQLITE_ROW) {
+        if (static_cast<uint64_t>(st.Int(0)) != frontier->size()) {
+          return fail(Internal("audit log has a gap at index " + std::to_string(frontier->size()) +
+                               "; run `tracemark audit verify`"));
+        }
+        frontier->Append(LeafHash(st.Text(1)));
+      }
+      if (rc != SQLITE_DONE) return fail(Error("read audit log"));
+    }
+    const uint64_t index = size;
+    const std::string body = make_body(index);
+    frontier->Append(LeafHash(body));
+    {
+      Stmt st(db_, "INSERT INTO audit_log(idx, body) VALUES(?1, ?2)");
+      if (!st.ok()) return fail(Error("prepare audit insert"));
+      st.Bind(1, static_cast<int64_t>(index));
+      st.Bind(2, body);
+      if (st.Step() != SQLITE_DONE) return fail(Error("insert audit entry"));
+    }
+    Result<CheckpointRow> cp = sign(frontier->size(), frontier->Root());
+    if (!cp.ok()) return fail(cp.status());
+    {
+      Stmt st(db_,
+              "INSERT OR REPLACE INTO audit_checkpoints(tree_size, note, signature, created_at_ms) "
+              "VALUES(?1, ?2, ?3, ?4)");
+      if (!st.ok()) return fail(Error("prepare checkpoint insert"));
+      st.Bind(1, static_cast<int64_t>(cp->tree_size));
+      st.Bind(2, cp->note);
+      st.BindBlob(3, cp->signature.data(), static_cast<int>(cp->signature.size()));
+      st.Bind(4, cp->created_at_ms);
+      if (st.Step() != SQLITE_DONE) return fail(Error("insert checkpoint"));
+    }
+    {
+      const std::string bytes = frontier->Serialize();
+      Stmt st(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)");
+      if (!st.ok()) return fail(Error("prepare meta write"));
+      st.Bind(1, kFrontierMeta);
+      st.Bind(2, HexEncode(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size())));
+      if (st.Step() != SQLITE_DONE) return fail(Error("write audit frontier"));
+    }
+    TM_RETURN_IF_ERROR(Exec("COMMIT;"));
+    return index;
+  }
+
   Result<std::vector<AuditRow>> ReadAudit() override {
     std::lock_guard<std::mutex> lock(mu_);
     Stmt st(db_, "SELECT idx, body FROM audit_log ORDER BY idx");
@@ -489,11 +572,7 @@ Result<std::string> SqlitePathFromUrl(std::string_view url) {
   return std::string(path);
 }
 
-Result<std::unique_ptr<LedgerStore>> OpenLedgerStore(std::string_view url) {
-  if (url.substr(0, 11) == "postgresql:" || url.substr(0, 9) == "postgres:") {
-    return Unimplemented("PostgreSQL ledgers are not supported by this build yet; use sqlite:PATH");
-  }
-  TM_ASSIGN_OR_RETURN(std::string path, SqlitePathFromUrl(url));
+Result<std::unique_ptr<LedgerStore>> OpenSqliteStore(const std::string& path) {
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,

@@ -68,7 +68,7 @@ class FakeScorer : public DocumentScorer {
     s.tokens_scored = static_cast<int64_t>(text.size());
     s.scheme = "fake";
     s.key_version = 1;
-    s.tokens.assign(text.begin(), text.end());
+    AddTuples(text, {}, &s);
     const size_t at = text.find("WATERMARK:");
     if (at == std::string_view::npos) {
       s.p_value = 0.5;
@@ -88,23 +88,24 @@ class FakeScorer : public DocumentScorer {
     // Mask the marker's digits, as a placeholder mask would.
     s.skip_mask.assign(text.size(), 0);
     for (size_t i = digits; i < end; ++i) s.skip_mask[i] = 1;
+    s.pool_tuples.clear();
+    AddTuples(text, s.skip_mask, &s);
     return s;
   }
 };
 
-class FakePool : public CorpusPool {
+class FakeLaneScorer : public LaneScorer {
  public:
-  void AddDocument(std::span<const int32_t> tokens, std::span<const uint8_t> skip_mask) override {
-    for (size_t i = 1; i < tokens.size(); ++i) {
-      if (!skip_mask.empty() && (skip_mask[i - 1] != 0 || skip_mask[i] != 0)) continue;
-      pairs_.insert({tokens[i - 1], tokens[i]});
-    }
+  explicit FakeLaneScorer(uint64_t salt) : salt_(salt) {}
+  double Score(uint64_t context_hash, int32_t token) const override {
+    return FakeTupleScore(context_hash, token, salt_);
   }
-  int64_t tuples() const override { return static_cast<int64_t>(pairs_.size()); }
-  double log10_p_value() const override { return -static_cast<double>(pairs_.size()) / 100; }
+  double Log10Tail(double sum, int64_t count) const override {
+    return -(sum - 0.25 * static_cast<double>(count)) / 100;
+  }
 
  private:
-  std::set<std::pair<int32_t, int32_t>> pairs_;
+  uint64_t salt_;
 };
 
 }  // namespace
@@ -113,8 +114,28 @@ Result<std::unique_ptr<DocumentScorer>> FakeScorerFactory::NewScorer() {
   return std::unique_ptr<DocumentScorer>(std::make_unique<FakeScorer>());
 }
 
-Result<std::unique_ptr<CorpusPool>> FakePoolFactory::NewPool(uint64_t, int) {
-  return std::unique_ptr<CorpusPool>(std::make_unique<FakePool>());
+void AddTuples(std::string_view text, std::span<const uint8_t> skip_mask, DocScore* s) {
+  for (size_t i = 1; i < text.size(); ++i) {
+    if (!skip_mask.empty() && (skip_mask[i - 1] != 0 || skip_mask[i] != 0)) continue;
+    PoolTuple t;
+    t.context_hash = static_cast<uint8_t>(text[i - 1]);
+    t.token = static_cast<uint8_t>(text[i]);
+    t.key_version = 1;
+    t.lane = (t.context_hash + static_cast<uint64_t>(t.token)) % 2 == 0 ? kPoolProviderLane
+                                                                          : kPoolAccountLane;
+    s->pool_tuples.push_back(t);
+  }
+}
+
+double FakeTupleScore(uint64_t context_hash, int32_t token, uint64_t salt) {
+  const uint64_t x = (context_hash * 1000003u + static_cast<uint64_t>(token) * 7919u + salt) % 1009u;
+  return static_cast<double>(x) / 1009.0;
+}
+
+Result<std::unique_ptr<LaneScorer>> FakePoolFactory::NewLaneScorer(
+    int, std::optional<uint64_t> account) {
+  return std::unique_ptr<LaneScorer>(
+      std::make_unique<FakeLaneScorer>(account ? *account * 31 + 1 : 0));
 }
 
 }  // namespace tracemark::scan::testing

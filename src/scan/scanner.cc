@@ -1,9 +1,12 @@
 // The parallel scanner and the shard merge (see scanner.h, docs/formats/scan.md).
 #include "tracemark/scan/scanner.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
+#include <cerrno>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -14,8 +17,10 @@
 #include <deque>
 #include <filesystem>
 #include <mutex>
+#include <queue>
 #include <thread>
 #include <tuple>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -29,7 +34,7 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 
-constexpr char kTokensMagic[8] = {'T', 'M', 'S', 'C', 'A', 'N', 'T', '1'};
+constexpr char kPoolMagic[8] = {'T', 'M', 'S', 'C', 'A', 'N', 'P', '1'};
 constexpr const char* kSummaryFormat = "tracemark-scan-summary/1";
 constexpr const char* kErrScore = "score_error";
 constexpr auto kProgressInterval = std::chrono::milliseconds(250);
@@ -70,10 +75,6 @@ struct Flagged {
   uint32_t file = 0;
   uint64_t record = 0;
   std::string row;  // one JSONL line, without '\n'
-  std::optional<uint64_t> account;
-  int key_version = 0;
-  std::vector<int32_t> tokens;
-  std::vector<uint8_t> skip_mask;  // empty or one byte per token
 };
 
 void AddCounts(const ScanCounts& from, ScanCounts* to) {
@@ -84,10 +85,7 @@ void AddCounts(const ScanCounts& from, ScanCounts* to) {
   to->errors += from.errors;
   for (const auto& [k, v] : from.errors_by_kind) to->errors_by_kind[k] += v;
   for (const auto& [k, v] : from.flagged_per_account) to->flagged_per_account[k] += v;
-}
-
-std::string AccountKey(const std::optional<uint64_t>& account) {
-  return account ? std::to_string(*account) : std::string();
+  to->flagged_unattributed += from.flagged_unattributed;
 }
 
 std::string RowJson(const std::vector<std::string>& files, uint32_t file, const Record& rec,
@@ -102,7 +100,7 @@ std::string RowJson(const std::vector<std::string>& files, uint32_t file, const 
   j["tokens_scored"] = s.tokens_scored;
   j["p_value"] = s.p_value;
   j["log10_p_value"] = s.log10_p_value;
-  j["account"] = s.account ? Json(std::to_string(*s.account)) : Json(nullptr);
+  j["account"] = s.account ? Json(*s.account) : Json(nullptr);
   j["account_p_value"] = s.account_p_value;
   j["key_version"] = s.key_version;
   j["scheme"] = s.scheme;
@@ -130,17 +128,13 @@ Json SummaryJson(const std::string& job_text, const std::vector<std::string>& fi
   j["bytes_scanned"] = c.bytes;
   j["tokens_scored"] = c.tokens_scored;
   j["documents_flagged"] = c.flagged;
-  Json per_account = Json::object();
-  uint64_t unattributed = 0;
+  Json per_account = Json::array();
   for (const auto& [k, v] : c.flagged_per_account) {
-    if (k.empty()) {
-      unattributed = v;
-    } else {
-      per_account[k] = v;
-    }
+    per_account.push_back(Json{{"account", k}, {"documents", v}});
   }
   j["flagged_per_account"] = std::move(per_account);
-  j["flagged_unattributed"] = unattributed;
+  j["flagged_unattributed"] = c.flagged_unattributed;
+  j["pool_tuples"] = c.pool_tuples;
   Json err;
   err["total"] = c.errors;
   Json by_kind = Json::object();
@@ -164,11 +158,11 @@ Result<ScanCounts> CountsFromSummary(const Json& j, std::vector<ErrorEntry>* err
     c.bytes = j.at("bytes_scanned").get<uint64_t>();
     c.tokens_scored = j.at("tokens_scored").get<uint64_t>();
     c.flagged = j.at("documents_flagged").get<uint64_t>();
-    for (const auto& [k, v] : j.at("flagged_per_account").items()) {
-      c.flagged_per_account[k] = v.get<uint64_t>();
+    for (const Json& e : j.at("flagged_per_account")) {
+      c.flagged_per_account[e.at("account").get<uint64_t>()] += e.at("documents").get<uint64_t>();
     }
-    const uint64_t unattributed = j.at("flagged_unattributed").get<uint64_t>();
-    if (unattributed > 0) c.flagged_per_account[""] = unattributed;
+    c.flagged_unattributed = j.at("flagged_unattributed").get<uint64_t>();
+    c.pool_tuples = j.at("pool_tuples").get<uint64_t>();
     const Json& err = j.at("errors");
     c.errors = err.at("total").get<uint64_t>();
     for (const auto& [k, v] : err.at("by_kind").items()) c.errors_by_kind[k] = v.get<uint64_t>();
@@ -241,11 +235,220 @@ class BatchQueue {
   bool aborted_ = false;
 };
 
+// ---- Pool tuples: sorted, de-duplicated runs on disk and their k-way union. ----
+
+void SortUnique(std::vector<PoolTuple>* v) {
+  std::sort(v->begin(), v->end(), PoolTupleLess);
+  v->erase(std::unique(v->begin(), v->end()), v->end());
+}
+
+Status FsyncDir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return IoError(fmt::format("cannot open {}: {}", dir, std::strerror(errno)));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return IoError(fmt::format("fsync {}: {}", dir, std::strerror(errno)));
+  return Status::Ok();
+}
+
+// A file written in pieces, then made visible atomically (temp + fsync + rename + dir fsync).
+class StreamingFile {
+ public:
+  static Result<StreamingFile> Create(const std::string& path) {
+    StreamingFile f;
+    f.path_ = path;
+    f.tmp_ = path + ".tmp";
+    f.file_ = std::fopen(f.tmp_.c_str(), "wb");
+    if (f.file_ == nullptr) {
+      return IoError(fmt::format("cannot create {}: {}", f.tmp_, std::strerror(errno)));
+    }
+    return f;
+  }
+  StreamingFile(StreamingFile&& o) noexcept
+      : path_(std::move(o.path_)), tmp_(std::move(o.tmp_)), file_(std::exchange(o.file_, nullptr)) {}
+  StreamingFile& operator=(StreamingFile&&) = delete;
+  ~StreamingFile() {
+    if (file_ != nullptr) {
+      std::fclose(file_);
+      std::remove(tmp_.c_str());
+    }
+  }
+  Status Write(const void* data, size_t n) {
+    if (n > 0 && std::fwrite(data, 1, n, file_) != n) {
+      return IoError(fmt::format("writing {} failed: {}", tmp_, std::strerror(errno)));
+    }
+    return Status::Ok();
+  }
+  // atomic=false: a scratch file (no fsync, no rename).
+  Status Commit(bool atomic) {
+    const bool ok = std::fflush(file_) == 0 && (!atomic || ::fsync(fileno(file_)) == 0);
+    const bool closed = std::fclose(file_) == 0;
+    file_ = nullptr;
+    if (!ok || !closed) {
+      std::remove(tmp_.c_str());
+      return IoError(fmt::format("writing {} failed: {}", tmp_, std::strerror(errno)));
+    }
+    if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+      std::remove(tmp_.c_str());
+      return IoError(fmt::format("cannot rename {}: {}", tmp_, std::strerror(errno)));
+    }
+    if (!atomic) return Status::Ok();
+    return FsyncDir(fs::path(path_).parent_path().string());
+  }
+
+ private:
+  StreamingFile() = default;
+  std::string path_, tmp_;
+  FILE* file_ = nullptr;
+};
+
+// Little-endian bytes of a tuple (the in-memory layout on the x86-64/aarch64 hosts we build
+// for; asserted at compile time below).
+static_assert(std::endian::native == std::endian::little, "tuples files are little-endian");
+
+// Reads a sorted run of tuples: an in-memory vector, or a file from `offset` on.
+class TupleStream {
+ public:
+  explicit TupleStream(const std::vector<PoolTuple>* memory) : memory_(memory) {}
+  static Result<std::unique_ptr<TupleStream>> Open(const std::string& path, bool with_magic) {
+    auto s = std::unique_ptr<TupleStream>(new TupleStream(nullptr));
+    s->path_ = path;
+    s->file_ = std::fopen(path.c_str(), "rb");
+    if (s->file_ == nullptr) {
+      return IoError(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
+    }
+    if (with_magic) {
+      char magic[sizeof(kPoolMagic)];
+      if (std::fread(magic, 1, sizeof(magic), s->file_) != sizeof(magic) ||
+          std::memcmp(magic, kPoolMagic, sizeof(magic)) != 0) {
+        return InvalidArgument(fmt::format("{}: not a tracemark scan tuples file", path));
+      }
+    }
+    s->buffer_.resize(kPoolReadBufferTuples);
+    return s;
+  }
+  ~TupleStream() {
+    if (file_ != nullptr) std::fclose(file_);
+  }
+  TupleStream(const TupleStream&) = delete;
+  TupleStream& operator=(const TupleStream&) = delete;
+
+  // Next tuple, or false at the end (check status()).
+  bool Next(PoolTuple* t) {
+    if (memory_ != nullptr) {
+      if (pos_ >= memory_->size()) return false;
+      *t = (*memory_)[pos_++];
+      return true;
+    }
+    if (pos_ == size_) {
+      if (file_ == nullptr || !status_.ok()) return false;
+      const size_t got = std::fread(buffer_.data(), 1, buffer_.size() * sizeof(PoolTuple), file_);
+      if (got % sizeof(PoolTuple) != 0) {
+        status_ = InvalidArgument(fmt::format("{}: truncated tuple", path_));
+        return false;
+      }
+      if (got == 0) {
+        if (std::ferror(file_) != 0) status_ = IoError(fmt::format("reading {} failed", path_));
+        return false;
+      }
+      size_ = got / sizeof(PoolTuple);
+      pos_ = 0;
+    }
+    *t = buffer_[pos_++];
+    if (t->lane > kPoolAccountLane || t->reserved != 0 || (have_last_ && !PoolTupleLess(last_, *t))) {
+      status_ = InvalidArgument(fmt::format("{}: tuples are not sorted and unique", path_));
+      return false;
+    }
+    last_ = *t;
+    have_last_ = true;
+    return true;
+  }
+  const Status& status() const { return status_; }
+
+ private:
+  const std::vector<PoolTuple>* memory_;
+  std::string path_;
+  FILE* file_ = nullptr;
+  std::vector<PoolTuple> buffer_;
+  size_t pos_ = 0, size_ = 0;
+  PoolTuple last_;
+  bool have_last_ = false;
+  Status status_;
+};
+
+// Calls f(tuple) once per distinct tuple of the union of sorted runs, in PoolTupleLess order.
+template <typename F>
+Status UnionRuns(const std::vector<TupleStream*>& runs, F&& f) {
+  struct Head {
+    PoolTuple t;
+    size_t run;
+  };
+  auto greater = [](const Head& a, const Head& b) {
+    if (PoolTupleLess(b.t, a.t)) return true;
+    if (PoolTupleLess(a.t, b.t)) return false;
+    return a.run > b.run;
+  };
+  std::priority_queue<Head, std::vector<Head>, decltype(greater)> heap(greater);
+  for (size_t r = 0; r < runs.size(); ++r) {
+    PoolTuple t;
+    if (runs[r]->Next(&t)) heap.push(Head{t, r});
+    TM_RETURN_IF_ERROR(runs[r]->status());
+  }
+  bool have_last = false;
+  PoolTuple last;
+  while (!heap.empty()) {
+    const Head h = heap.top();
+    heap.pop();
+    if (!have_last || !(h.t == last)) {
+      TM_RETURN_IF_ERROR(f(h.t));
+      last = h.t;
+      have_last = true;
+    }
+    PoolTuple t;
+    if (runs[h.run]->Next(&t)) heap.push(Head{t, h.run});
+    TM_RETURN_IF_ERROR(runs[h.run]->status());
+  }
+  return Status::Ok();
+}
+
+// One worker's pool tuples: a bounded buffer, spilled as sorted unique runs when full.
+class PoolSpill {
+ public:
+  PoolSpill(std::string prefix, size_t max_tuples) : prefix_(std::move(prefix)), max_(max_tuples) {}
+  ~PoolSpill() {
+    for (const std::string& f : files_) std::remove(f.c_str());
+  }
+  Status Add(std::span<const PoolTuple> tuples) {
+    buffer_.insert(buffer_.end(), tuples.begin(), tuples.end());
+    if (buffer_.size() < max_) return Status::Ok();
+    SortUnique(&buffer_);
+    // A buffer that de-duplicated well keeps collecting; spill when at least half full.
+    if (buffer_.size() < max_ / 2) return Status::Ok();
+    const std::string path = fmt::format("{}{}.run", prefix_, files_.size());
+    TM_ASSIGN_OR_RETURN(StreamingFile f, StreamingFile::Create(path));
+    files_.push_back(path);
+    TM_RETURN_IF_ERROR(f.Write(buffer_.data(), buffer_.size() * sizeof(PoolTuple)));
+    TM_RETURN_IF_ERROR(f.Commit(/*atomic=*/false));
+    buffer_.clear();
+    return Status::Ok();
+  }
+  void Finish() { SortUnique(&buffer_); }
+  const std::vector<std::string>& files() const { return files_; }
+  const std::vector<PoolTuple>& buffer() const { return buffer_; }
+
+ private:
+  std::string prefix_;
+  size_t max_;
+  std::vector<PoolTuple> buffer_;
+  std::vector<std::string> files_;
+};
+
 // What one worker produced.
 struct WorkerOutput {
   ScanCounts counts;
   std::vector<Flagged> flagged;
   std::vector<ErrorEntry> errors;
+  std::unique_ptr<PoolSpill> pool;
   Status status;
 };
 
@@ -337,32 +540,26 @@ void Worker(ScorerFactory& scorers, const std::vector<std::string>& files, doubl
         continue;
       }
       DocScore& s = *r;
+      if (Status st = out->pool->Add(s.pool_tuples); !st.ok()) {
+        out->status = std::move(st);
+        queue.Abort();
+        return;
+      }
       out->counts.documents++;
       out->counts.bytes += rec.text.size();
       out->counts.tokens_scored += static_cast<uint64_t>(std::max<int64_t>(s.tokens_scored, 0));
       if (s.p_value < threshold) {
         out->counts.flagged++;
-        out->counts.flagged_per_account[AccountKey(s.account)]++;
-        Flagged f;
-        f.file = file;
-        f.record = rec.index;
-        f.row = RowJson(files, file, rec, s);
-        f.account = s.account;
-        f.key_version = s.key_version;
-        f.tokens = std::move(s.tokens);
-        if (s.skip_mask.size() == f.tokens.size()) f.skip_mask = std::move(s.skip_mask);
-        out->flagged.push_back(std::move(f));
+        if (s.account) {
+          out->counts.flagged_per_account[*s.account]++;
+        } else {
+          out->counts.flagged_unattributed++;
+        }
+        out->flagged.push_back(Flagged{file, rec.index, RowJson(files, file, rec, s)});
       }
     }
     progress.docs += batch.items.size();
   }
-}
-
-void PutU64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-void PutU32(std::string* out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
 }
 
 Status EnsureDirs(const std::string& out_dir) {
@@ -375,57 +572,17 @@ Status EnsureDirs(const std::string& out_dir) {
 }
 
 struct Paths {
-  std::string results, tokens, summary, completion;
+  std::string results, tuples, summary, completion, spill_prefix;
 };
 
 Paths ShardPaths(const std::string& out_dir, int rank, int world_size) {
   const std::string name = ShardName(rank, world_size);
   const fs::path dir(out_dir);
   return Paths{(dir / "shards" / (name + ".results.jsonl")).string(),
-               (dir / "shards" / (name + ".tokens.bin")).string(),
+               (dir / "shards" / (name + ".tuples.bin")).string(),
                (dir / "shards" / (name + ".summary.json")).string(),
-               (dir / "completions" / name).string()};
-}
-
-// Reads tokens.bin: entries in results order.
-struct TokenEntry {
-  uint32_t file;
-  uint64_t record;
-  std::vector<int32_t> tokens;
-  std::vector<uint8_t> skip_mask;
-};
-
-Result<std::vector<TokenEntry>> ReadTokens(const std::string& path) {
-  TM_ASSIGN_OR_RETURN(std::string data, ReadFile(path, kMaxShardFileBytes));
-  std::vector<TokenEntry> out;
-  if (data.size() < 8 || std::memcmp(data.data(), kTokensMagic, 8) != 0) {
-    return InvalidArgument(fmt::format("{}: not a tracemark scan tokens file", path));
-  }
-  size_t pos = 8;
-  auto get = [&](size_t n, uint64_t* v) {
-    if (data.size() - pos < n) return false;
-    *v = 0;
-    for (size_t i = 0; i < n; ++i) *v |= static_cast<uint64_t>(static_cast<uint8_t>(data[pos + i])) << (8 * i);
-    pos += n;
-    return true;
-  };
-  while (pos < data.size()) {
-    uint64_t file, record, n;
-    if (!get(8, &file) || !get(8, &record) || !get(4, &n) || (data.size() - pos) / 5 < n) {
-      return InvalidArgument(fmt::format("{}: truncated at byte {}", path, pos));
-    }
-    TokenEntry e{static_cast<uint32_t>(file), record, std::vector<int32_t>(n), {}};
-    for (uint64_t i = 0; i < n; ++i) {
-      uint64_t v = 0;
-      get(4, &v);
-      e.tokens[i] = static_cast<int32_t>(static_cast<uint32_t>(v));
-    }
-    e.skip_mask.assign(data.begin() + static_cast<ptrdiff_t>(pos),
-                       data.begin() + static_cast<ptrdiff_t>(pos + n));
-    pos += n;
-    out.push_back(std::move(e));
-  }
-  return out;
+               (dir / "completions" / name).string(),
+               (dir / "shards" / (name + ".spill-")).string()};
 }
 
 }  // namespace
@@ -486,6 +643,13 @@ Result<ShardReport> RunShard(const ScanJob& job, const ShardOptions& options,
 
   BatchQueue queue(static_cast<size_t>(options.threads) * kQueueBatchesPerThread);
   std::vector<WorkerOutput> outputs(options.threads);
+  const size_t run_tuples =
+      std::max(kMinPoolRunTuples, options.pool_memory_bytes / sizeof(PoolTuple) /
+                                      static_cast<size_t>(options.threads));
+  for (int t = 0; t < options.threads; ++t) {
+    outputs[t].pool = std::make_unique<PoolSpill>(
+        fmt::format("{}w{}-", paths.spill_prefix, t), run_tuples);
+  }
   std::vector<std::thread> workers;
   workers.reserve(options.threads);
   for (int t = 0; t < options.threads; ++t) {
@@ -545,7 +709,7 @@ Result<ShardReport> RunShard(const ScanJob& job, const ShardOptions& options,
   for (std::thread& t : workers) t.join();
   progress.Stop();
   for (const WorkerOutput& o : outputs) {
-    if (!o.status.ok()) return o.status.WithContext("cannot build a document scorer");
+    if (!o.status.ok()) return o.status.WithContext("scan worker failed");
   }
 
   // Gather in a deterministic order.
@@ -560,24 +724,46 @@ Result<ShardReport> RunShard(const ScanJob& job, const ShardOptions& options,
   std::sort(flagged.begin(), flagged.end(), [](const Flagged& a, const Flagged& b) {
     return std::tie(a.file, a.record) < std::tie(b.file, b.record);
   });
-  std::string results, tokens(kTokensMagic, sizeof(kTokensMagic));
+  std::string results;
   for (const Flagged& fl : flagged) {
     results += fl.row;
     results += '\n';
-    PutU64(&tokens, fl.file);
-    PutU64(&tokens, fl.record);
-    PutU32(&tokens, static_cast<uint32_t>(fl.tokens.size()));
-    for (int32_t t : fl.tokens) PutU32(&tokens, static_cast<uint32_t>(t));
-    if (fl.skip_mask.empty()) {
-      tokens.append(fl.tokens.size(), '\0');
-    } else {
-      tokens.append(reinterpret_cast<const char*>(fl.skip_mask.data()), fl.skip_mask.size());
-    }
   }
+  // The shard's pool tuples: the union of every worker's runs, each tuple once.
+  {
+    std::vector<std::unique_ptr<TupleStream>> owned;
+    std::vector<TupleStream*> runs;
+    for (WorkerOutput& o : outputs) {
+      o.pool->Finish();
+      for (const std::string& f : o.pool->files()) {
+        TM_ASSIGN_OR_RETURN(std::unique_ptr<TupleStream> run, TupleStream::Open(f, false));
+        owned.push_back(std::move(run));
+      }
+      owned.push_back(std::make_unique<TupleStream>(&o.pool->buffer()));
+    }
+    for (auto& r : owned) runs.push_back(r.get());
+    TM_ASSIGN_OR_RETURN(StreamingFile out, StreamingFile::Create(paths.tuples));
+    TM_RETURN_IF_ERROR(out.Write(kPoolMagic, sizeof(kPoolMagic)));
+    std::vector<PoolTuple> chunk;
+    chunk.reserve(kPoolReadBufferTuples);
+    uint64_t n = 0;
+    TM_RETURN_IF_ERROR(UnionRuns(runs, [&](const PoolTuple& t) -> Status {
+      chunk.push_back(t);
+      ++n;
+      if (chunk.size() == kPoolReadBufferTuples) {
+        TM_RETURN_IF_ERROR(out.Write(chunk.data(), chunk.size() * sizeof(PoolTuple)));
+        chunk.clear();
+      }
+      return Status::Ok();
+    }));
+    TM_RETURN_IF_ERROR(out.Write(chunk.data(), chunk.size() * sizeof(PoolTuple)));
+    TM_RETURN_IF_ERROR(out.Commit(/*atomic=*/true));
+    counts.pool_tuples = n;
+  }
+  outputs.clear();  // removes the spilled runs
   const Json summary =
       SummaryJson(job_text, job.files, counts, std::move(errors), options.rank, options.world_size);
   TM_RETURN_IF_ERROR(WriteFileAtomic(paths.results, results));
-  TM_RETURN_IF_ERROR(WriteFileAtomic(paths.tokens, tokens));
   TM_RETURN_IF_ERROR(WriteFileAtomic(paths.summary, summary.dump(2) + "\n"));
   // Last: the marker that makes the three files above count.
   TM_RETURN_IF_ERROR(WriteFileAtomic(paths.completion, job_text + "\n"));
@@ -629,8 +815,6 @@ Result<MergeReport> MergeShards(const std::string& out_dir, PoolFactory* pools) 
     std::string line;
     std::optional<uint64_t> account;
     int key_version;
-    std::vector<int32_t> tokens;
-    std::vector<uint8_t> skip_mask;
   };
   std::vector<Row> rows;
   for (int r = 0; r < world; ++r) {
@@ -648,7 +832,6 @@ Result<MergeReport> MergeShards(const std::string& out_dir, PoolFactory* pools) 
     if (!c.ok()) return c.status().WithContext(paths.summary);
     AddCounts(*c, &counts);
     TM_ASSIGN_OR_RETURN(std::string results, ReadFile(paths.results, kMaxShardFileBytes));
-    TM_ASSIGN_OR_RETURN(std::vector<TokenEntry> tokens, ReadTokens(paths.tokens));
     size_t pos = 0, k = 0;
     while (pos < results.size()) {
       size_t nl = results.find('\n', pos);
@@ -657,27 +840,19 @@ Result<MergeReport> MergeShards(const std::string& out_dir, PoolFactory* pools) 
       row.line = results.substr(pos, nl - pos);
       pos = nl + 1;
       Json j = Json::parse(row.line, nullptr, false);
-      if (j.is_discarded() || !j.is_object() || k >= tokens.size()) {
+      if (j.is_discarded() || !j.is_object()) {
         return InvalidArgument(fmt::format("{}: malformed row {}", paths.results, k + 1));
       }
       try {
         row.file = j.at("file_index").get<uint32_t>();
         row.record = j.at("record").get<uint64_t>();
         row.key_version = j.at("key_version").get<int>();
-        if (!j.at("account").is_null()) row.account = std::stoull(j.at("account").get<std::string>());
+        if (!j.at("account").is_null()) row.account = j.at("account").get<uint64_t>();
       } catch (const std::exception& e) {
         return InvalidArgument(fmt::format("{}: malformed row {}: {}", paths.results, k + 1, e.what()));
       }
-      if (tokens[k].file != row.file || tokens[k].record != row.record) {
-        return InvalidArgument(fmt::format("{} does not match {}", paths.tokens, paths.results));
-      }
-      row.tokens = std::move(tokens[k].tokens);
-      row.skip_mask = std::move(tokens[k].skip_mask);
       ++k;
       rows.push_back(std::move(row));
-    }
-    if (k != tokens.size()) {
-      return InvalidArgument(fmt::format("{} does not match {}", paths.tokens, paths.results));
     }
   }
   std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
@@ -700,31 +875,109 @@ Result<MergeReport> MergeShards(const std::string& out_dir, PoolFactory* pools) 
     return InvalidArgument(
         "the keyring or model given to merge differ from the ones the shards were scanned with");
   }
-  Json summary = SummaryJson(job_text, files, counts, std::move(errors), 0, 0);
-  Json corpus;
-  corpus["pooled"] = pools != nullptr;
-  Json accounts = Json::array();
+  // Accounts the flagged documents were attributed to, per key version; the most flagged first
+  // when there are more than kMaxPooledAccounts.
+  std::map<std::pair<int, uint64_t>, uint64_t> flagged_by_account;  // (version, account) -> docs
+  for (const Row& row : rows) {
+    if (row.account) flagged_by_account[{row.key_version, *row.account}]++;
+  }
+  if (flagged_by_account.size() > kMaxPooledAccounts) {
+    std::vector<std::pair<uint64_t, std::pair<int, uint64_t>>> order;
+    for (const auto& [k, v] : flagged_by_account) order.push_back({v, k});
+    std::stable_sort(order.begin(), order.end(),
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
+    order.resize(kMaxPooledAccounts);
+    flagged_by_account.clear();
+    for (const auto& [v, k] : order) flagged_by_account[k] = v;
+  }
+
+  // The corpus-level pool: the union of the shards' sorted tuple sets, each tuple scored once,
+  // summed in tuple order (so the same bytes for any sharding and thread count).
+  struct LaneSum {
+    std::unique_ptr<LaneScorer> scorer;
+    double sum = 0;
+    int64_t count = 0;
+  };
+  struct VersionPool {
+    LaneSum provider;
+    std::vector<std::pair<uint64_t, LaneSum>> accounts;  // sorted by account id
+  };
+  std::map<int, VersionPool> by_version;
   if (pools != nullptr) {
-    std::map<std::pair<uint64_t, int>, std::pair<std::unique_ptr<CorpusPool>, uint64_t>> by_account;
-    for (const Row& row : rows) {
-      if (!row.account) continue;
-      auto& slot = by_account[{*row.account, row.key_version}];
-      if (!slot.first) {
-        TM_ASSIGN_OR_RETURN(slot.first, pools->NewPool(*row.account, row.key_version));
-      }
-      slot.first->AddDocument(row.tokens, row.skip_mask);
-      slot.second++;
+    for (const auto& [key, docs] : flagged_by_account) {
+      VersionPool& vp = by_version[key.first];
+      LaneSum lane;
+      TM_ASSIGN_OR_RETURN(lane.scorer, pools->NewLaneScorer(key.first, key.second));
+      vp.accounts.emplace_back(key.second, std::move(lane));
     }
-    for (const auto& [key, slot] : by_account) {
-      const double log10_p = slot.first->log10_p_value();
-      accounts.push_back(Json{{"account", std::to_string(key.first)},
-                              {"key_version", key.second},
-                              {"documents", slot.second},
-                              {"tuples", slot.first->tuples()},
-                              {"log10_p_value", log10_p},
-                              {"p_value", std::max(std::pow(10.0, log10_p), std::numeric_limits<double>::min())}});
+    for (auto& [version, vp] : by_version) {
+      TM_ASSIGN_OR_RETURN(vp.provider.scorer, pools->NewLaneScorer(version, std::nullopt));
     }
   }
+  uint64_t union_tuples = 0;
+  {
+    std::vector<std::unique_ptr<TupleStream>> owned;
+    std::vector<TupleStream*> runs;
+    for (int r = 0; r < world; ++r) {
+      TM_ASSIGN_OR_RETURN(std::unique_ptr<TupleStream> run,
+                          TupleStream::Open(ShardPaths(out_dir, r, world).tuples, true));
+      runs.push_back(run.get());
+      owned.push_back(std::move(run));
+    }
+    int cached_version = -1;
+    VersionPool* vp = nullptr;
+    TM_RETURN_IF_ERROR(UnionRuns(runs, [&](const PoolTuple& t) -> Status {
+      ++union_tuples;
+      if (pools == nullptr) return Status::Ok();
+      if (t.key_version != cached_version) {
+        cached_version = t.key_version;
+        vp = &by_version[t.key_version];
+        if (!vp->provider.scorer) {
+          TM_ASSIGN_OR_RETURN(vp->provider.scorer,
+                              pools->NewLaneScorer(t.key_version, std::nullopt));
+        }
+      }
+      if (t.lane == kPoolProviderLane) {
+        vp->provider.sum += vp->provider.scorer->Score(t.context_hash, t.token);
+        vp->provider.count++;
+      } else {
+        for (auto& [account, lane] : vp->accounts) {
+          lane.sum += lane.scorer->Score(t.context_hash, t.token);
+          lane.count++;
+        }
+      }
+      return Status::Ok();
+    }));
+  }
+  counts.pool_tuples = union_tuples;
+
+  Json summary = SummaryJson(job_text, files, counts, std::move(errors), 0, 0);
+  auto p_value = [](double log10_p) {
+    return std::max(std::pow(10.0, log10_p), std::numeric_limits<double>::min());
+  };
+  Json corpus;
+  corpus["pooled"] = pools != nullptr;
+  Json provider = Json::array();
+  Json accounts = Json::array();
+  for (const auto& [version, vp] : by_version) {
+    if (vp.provider.scorer) {
+      const double log10_p = vp.provider.scorer->Log10Tail(vp.provider.sum, vp.provider.count);
+      provider.push_back(Json{{"key_version", version},
+                              {"tuples", vp.provider.count},
+                              {"log10_p_value", log10_p},
+                              {"p_value", p_value(log10_p)}});
+    }
+    for (const auto& [account, lane] : vp.accounts) {
+      const double log10_p = lane.scorer->Log10Tail(lane.sum, lane.count);
+      accounts.push_back(Json{{"account", account},
+                              {"key_version", version},
+                              {"flagged_documents", flagged_by_account[{version, account}]},
+                              {"tuples", lane.count},
+                              {"log10_p_value", log10_p},
+                              {"p_value", p_value(log10_p)}});
+    }
+  }
+  corpus["provider"] = std::move(provider);
   corpus["accounts"] = std::move(accounts);
   summary["corpus"] = std::move(corpus);
 

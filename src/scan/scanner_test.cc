@@ -99,7 +99,16 @@ struct Merged {
   std::string results, summary;
 };
 
-Merged RunAll(const ScanJob& job, const std::string& out, int world, int threads) {
+// summary.flagged_per_account is an array of {"account": id, "documents": n}.
+uint64_t FlaggedFor(const nlohmann::json& summary, uint64_t account) {
+  for (const auto& e : summary["flagged_per_account"]) {
+    if (e["account"].get<uint64_t>() == account) return e["documents"].get<uint64_t>();
+  }
+  return 0;
+}
+
+Merged RunAll(const ScanJob& job, const std::string& out, int world, int threads,
+              size_t pool_memory_bytes = kDefaultPoolMemoryBytes) {
   FakeScorerFactory scorers;
   FakePoolFactory pools;
   for (int r = 0; r < world; ++r) {
@@ -108,6 +117,7 @@ Merged RunAll(const ScanJob& job, const std::string& out, int world, int threads
     o.world_size = world;
     o.threads = threads;
     o.out_dir = out;
+    o.pool_memory_bytes = pool_memory_bytes;
     auto rep = RunShard(job, o, scorers);
     EXPECT_TRUE(rep.ok()) << rep.status().ToString();
   }
@@ -166,10 +176,10 @@ TEST(ScannerTest, FlagsPlantedDocumentsAndReportsErrors) {
   EXPECT_EQ(bad["line"], 124);
   EXPECT_EQ(bad["kind"], "invalid_json");
   // Flagged: 90 in a (one is the unattributed 4242? no: 4242 % 100 != 7), 20 in b, all of d read.
-  EXPECT_EQ(summary["flagged_per_account"]["8"], 30 + 20);
+  EXPECT_EQ(FlaggedFor(summary, 8), 30u + 20u);
   EXPECT_EQ(summary["flagged_unattributed"], 1);
-  EXPECT_EQ(summary["flagged_per_account"]["9"], 30);
-  EXPECT_EQ(summary["flagged_per_account"]["7"].get<uint64_t>(), 30 + d_docs);
+  EXPECT_EQ(FlaggedFor(summary, 9), 30u);
+  EXPECT_EQ(FlaggedFor(summary, 7), 30 + d_docs);
   EXPECT_EQ(summary["documents_flagged"].get<uint64_t>(), 30 + 50 + 30 + d_docs + 1);
   EXPECT_TRUE(summary["corpus"]["pooled"].get<bool>());
   EXPECT_EQ(summary["corpus"]["accounts"].size(), 3u);
@@ -198,13 +208,123 @@ TEST(ScannerTest, FlagsPlantedDocumentsAndReportsErrors) {
   EXPECT_EQ(n, summary["documents_flagged"].get<size_t>());
 }
 
+// Regression (issue 5): `account` was a decimal string in rows and summaries while `tracemark
+// detect` prints an integer; it is an integer (or null) everywhere now.
+TEST(ScannerTest, AccountIsAnIntegerOrNull) {
+  ScanCorpus corpus;
+  TempDir out;
+  const Merged m = RunAll(corpus.job(), out.path(), 2, 2);
+  std::istringstream rows(m.results);
+  std::string line;
+  size_t attributed = 0, unattributed = 0;
+  while (std::getline(rows, line)) {
+    const auto row = nlohmann::json::parse(line);
+    if (row["account"].is_null()) {
+      ++unattributed;
+    } else {
+      ASSERT_TRUE(row["account"].is_number_unsigned()) << line;
+      ++attributed;
+    }
+  }
+  EXPECT_GT(attributed, 100u);
+  EXPECT_EQ(unattributed, 1u);
+  const auto summary = nlohmann::json::parse(m.summary);
+  ASSERT_EQ(summary["flagged_per_account"].size(), 3u);
+  for (const auto& e : summary["flagged_per_account"]) EXPECT_TRUE(e["account"].is_number_unsigned());
+  for (const auto& e : summary["corpus"]["accounts"]) EXPECT_TRUE(e["account"].is_number_unsigned());
+  EXPECT_EQ(summary["corpus"]["accounts"][0]["account"].get<uint64_t>(), 7u);
+}
+
+// The corpus-level pool covers every scanned document (not only the flagged ones), counts every
+// tuple once across the whole corpus however often its text repeats, and merges the shards'
+// tuple sets exactly: the summary equals a direct computation over all documents, for any
+// world size, thread count and spill size.
+TEST(ScannerTest, PooledTestCoversAllDocumentsOnceAndMergesExactly) {
+  TempDir dir;
+  std::vector<std::string> lines;
+  for (int i = 0; i < 9000; ++i) {
+    std::string text = "human text, line " + std::to_string(i % 1500) + " of " + std::to_string(i);
+    if (i % 3 == 0) text = "the same repeated sentence";  // repeats must count once
+    if (i % 700 == 5) text = "planted WATERMARK:" + std::to_string(7 + (i / 700) % 2) + " doc " + std::to_string(i);
+    lines.push_back(text);
+  }
+  std::string a, b;
+  for (size_t i = 0; i < lines.size(); ++i) (i < 8200 ? a : b) += lines[i] + "\n";
+  WriteBytes(dir.Join("a.txt"), a);
+  WriteBytes(dir.Join("b.txt.zst"), ZstdCompress(b));
+  ScanJob job;
+  job.files = {dir.Join("a.txt"), dir.Join("b.txt.zst")};
+
+  // Direct computation: the set of all documents' tuples, scored in PoolTupleLess order.
+  FakeScorerFactory scorers;
+  auto scorer = scorers.NewScorer();
+  ASSERT_TRUE(scorer.ok());
+  std::vector<PoolTuple> all;
+  size_t total_tuples = 0;
+  for (const std::string& text : lines) {
+    auto s = (*scorer)->Score(text);
+    ASSERT_TRUE(s.ok());
+    total_tuples += s->pool_tuples.size();
+    all.insert(all.end(), s->pool_tuples.begin(), s->pool_tuples.end());
+  }
+  std::sort(all.begin(), all.end(), PoolTupleLess);
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  ASSERT_LT(all.size() * 4, total_tuples);  // the corpus repeats a lot
+  FakePoolFactory pools;
+  auto expect = [&](std::optional<uint64_t> account) {
+    auto lane = pools.NewLaneScorer(1, account);
+    double sum = 0;
+    int64_t count = 0;
+    for (const PoolTuple& t : all) {
+      if (t.lane != (account ? kPoolAccountLane : kPoolProviderLane)) continue;
+      sum += (*lane)->Score(t.context_hash, t.token);
+      ++count;
+    }
+    return std::make_pair(count, (*lane)->Log10Tail(sum, count));
+  };
+
+  const Merged base = RunAll(job, dir.Join("w1"), 1, 1);
+  const auto summary = nlohmann::json::parse(base.summary);
+  EXPECT_EQ(summary["pool_tuples"].get<size_t>(), all.size());
+  const auto& corpus = summary["corpus"];
+  ASSERT_EQ(corpus["provider"].size(), 1u);
+  const auto provider = expect(std::nullopt);
+  EXPECT_EQ(corpus["provider"][0]["tuples"].get<int64_t>(), provider.first);
+  EXPECT_EQ(corpus["provider"][0]["log10_p_value"].get<double>(), provider.second);
+  ASSERT_EQ(corpus["accounts"].size(), 2u);
+  for (int k = 0; k < 2; ++k) {
+    const auto& acc = corpus["accounts"][k];
+    EXPECT_EQ(acc["account"].get<uint64_t>(), 7u + k);
+    const auto want = expect(7u + k);
+    EXPECT_EQ(acc["tuples"].get<int64_t>(), want.first);
+    EXPECT_EQ(acc["log10_p_value"].get<double>(), want.second);
+    EXPECT_GT(acc["flagged_documents"].get<uint64_t>(), 5u);
+  }
+  // Same bytes with shards by record block (world 3 and 5 > 2 files), by file (world 2),
+  // several threads and a pool memory so small that every worker spills sorted runs.
+  const std::vector<std::tuple<int, int, size_t>> configs = {
+      {2, 2, kDefaultPoolMemoryBytes}, {3, 3, 4096 * sizeof(PoolTuple)}, {5, 2, 1}, {1, 4, 1}};
+  for (const auto& [world, threads, memory] : configs) {
+    const Merged m = RunAll(job, dir.Join(fmt::format("w{}t{}m{}", world, threads, memory)),
+                            world, threads, memory);
+    EXPECT_EQ(m.summary, base.summary) << world << " " << threads << " " << memory;
+    EXPECT_EQ(m.results, base.results);
+  }
+  // No spilled runs or temp files are left behind.
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir.path())) {
+    const std::string name = e.path().filename().string();
+    EXPECT_EQ(name.find("spill"), std::string::npos) << e.path();
+    EXPECT_EQ(name.find(".tmp"), std::string::npos) << e.path();
+  }
+}
+
 TEST(ScannerTest, ChatField) {
   ScanCorpus corpus;
   TempDir out;
   const Merged m = RunAll(corpus.job("messages"), out.path(), 1, 1);
   const auto summary = nlohmann::json::parse(m.summary);
   // Only the assistant turns count: 10 of the 100 chats mention account 9.
-  EXPECT_EQ(summary["flagged_per_account"]["9"], 10);
+  EXPECT_EQ(FlaggedFor(summary, 9), 10u);
   EXPECT_NE(m.results.find("\"doc_id\":\"1000\""), std::string::npos);
 }
 
@@ -283,7 +403,7 @@ TEST(ScannerTest, MissingInputFileIsAnErrorNotAnAbort) {
   ASSERT_TRUE(rep.ok()) << rep.status().ToString();
   EXPECT_EQ(rep->counts.errors_by_kind["open_failed"], 1u);
   EXPECT_EQ(rep->counts.documents, 2u);
-  EXPECT_EQ(rep->counts.flagged_per_account["3"], 1u);
+  EXPECT_EQ(rep->counts.flagged_per_account[3], 1u);
 }
 
 TEST(ScannerTest, ScorerConstructionFailureFailsTheShard) {

@@ -13,6 +13,8 @@
 #include "tracemark/watermark/detector.h"
 #include "tracemark/watermark/keyring.h"
 #include "tracemark/watermark/placeholders.h"
+#include "tracemark/watermark/prf.h"
+#include "tracemark/watermark/scheme.h"
 
 namespace tracemark::scan {
 namespace {
@@ -37,21 +39,62 @@ void TokenOffsets(const text::Tokenizer& tok, std::span<const int32_t> ids, size
   }
 }
 
+}  // namespace
+
+// What the pool needs of one key version: its scheme and derived keys.
+struct WatermarkScoring::PoolVersion {
+  int version = 0;
+  watermark::SchemeParams params;
+  watermark::SchemeKeys keys;
+};
+
+namespace {
+
+// Appends the document's pool tuples for one key version: the same tuples, with the same
+// masking and context rule, as the detector's de-duplicating walk (watermark::CorpusDetector),
+// on the provider and account lanes; the payload lane carries no per-account evidence.
+void AppendPoolTuples(const WatermarkScoring::PoolVersion& v, std::span<const int32_t> tokens,
+                      std::span<const uint8_t> mask, std::vector<PoolTuple>* out) {
+  const size_t h = static_cast<size_t>(v.params.context_width);
+  const size_t end = std::min(tokens.size(), watermark::kMaxDetectTokens);
+  int64_t last_masked = -1;
+  for (size_t i = 0; i < end; ++i) {
+    if (i < mask.size() && mask[i] != 0) last_masked = static_cast<int64_t>(i);
+    if (i < h) continue;
+    if (last_masked >= static_cast<int64_t>(i - h)) continue;
+    const watermark::ContextInfo info =
+        watermark::HashContext(v.keys.context_key, v.params, tokens, i);
+    if (info.lane == watermark::Lane::kPayload) continue;
+    PoolTuple t;
+    t.context_hash = info.hash;
+    t.token = tokens[i];
+    t.key_version = static_cast<uint16_t>(v.version);
+    t.lane = info.lane == watermark::Lane::kProvider ? kPoolProviderLane : kPoolAccountLane;
+    out->push_back(t);
+  }
+}
+
 class WatermarkScorer final : public DocumentScorer {
  public:
   WatermarkScorer(const text::Tokenizer& tok, watermark::Detector detector,
-                  const std::vector<int32_t>& eos_ids, const WatermarkScoringOptions& options)
-      : tok_(tok), detector_(std::move(detector)), eos_ids_(eos_ids), options_(options) {}
+                  const std::vector<int32_t>& eos_ids, const WatermarkScoringOptions& options,
+                  const std::vector<WatermarkScoring::PoolVersion>& versions)
+      : tok_(tok),
+        detector_(std::move(detector)),
+        eos_ids_(eos_ids),
+        options_(options),
+        versions_(versions) {}
 
   Result<DocScore> Score(std::string_view text) override {
     DocScore s;
-    s.tokens = tok_.Encode(text, /*add_special=*/false, /*parse_special=*/false);
+    std::vector<int32_t>& tokens = tokens_;
+    tokens = tok_.Encode(text, /*add_special=*/false, /*parse_special=*/false);
     // Stop at the first end-of-generation token (cannot come from plain text, but be exact).
-    const auto eos = std::find_if(s.tokens.begin(), s.tokens.end(), [&](int32_t id) {
+    const auto eos = std::find_if(tokens.begin(), tokens.end(), [&](int32_t id) {
       return std::find(eos_ids_.begin(), eos_ids_.end(), id) != eos_ids_.end();
     });
-    s.tokens.erase(eos, s.tokens.end());
-    TokenOffsets(tok_, s.tokens, text.size(), &offsets_);
+    tokens.erase(eos, tokens.end());
+    TokenOffsets(tok_, tokens, text.size(), &offsets_);
     if (options_.mask_placeholders) {
       const auto ranges = watermark::FindPlaceholders(text);
       if (!ranges.empty()) s.skip_mask = watermark::MaskTokens(offsets_, ranges);
@@ -61,7 +104,10 @@ class WatermarkScorer final : public DocumentScorer {
     opts.account_threshold = options_.threshold;
     opts.skip_mask = s.skip_mask;
     opts.eos_ids = eos_ids_;
-    TM_ASSIGN_OR_RETURN(watermark::Detection d, detector_.Detect(s.tokens, opts));
+    TM_ASSIGN_OR_RETURN(watermark::Detection d, detector_.Detect(tokens, opts));
+    for (const WatermarkScoring::PoolVersion& v : versions_) {
+      AppendPoolTuples(v, tokens, s.skip_mask, &s.pool_tuples);
+    }
     s.tokens_scored = d.tokens_scored;
     s.p_value = d.p_value;
     s.log10_p_value = d.log10_p_value;
@@ -73,8 +119,8 @@ class WatermarkScorer final : public DocumentScorer {
       ScoredSpan sp;
       sp.token_begin = m.begin;
       sp.token_end = m.end;
-      sp.byte_begin = offsets_[std::min(m.begin, s.tokens.size())];
-      sp.byte_end = std::min(offsets_[std::min(m.end, s.tokens.size())], text.size());
+      sp.byte_begin = offsets_[std::min(m.begin, tokens.size())];
+      sp.byte_end = std::min(offsets_[std::min(m.end, tokens.size())], text.size());
       sp.log10_p = m.log10_p;
       s.spans.push_back(sp);
     }
@@ -86,20 +132,26 @@ class WatermarkScorer final : public DocumentScorer {
   watermark::Detector detector_;
   const std::vector<int32_t>& eos_ids_;
   const WatermarkScoringOptions& options_;
+  const std::vector<WatermarkScoring::PoolVersion>& versions_;
+  std::vector<int32_t> tokens_;
   std::vector<size_t> offsets_;
 };
 
-class WatermarkPool final : public CorpusPool {
+// Scores a tuple with one lane key exactly as the detector does (slot 0 word, WordScore).
+class WatermarkLaneScorer final : public LaneScorer {
  public:
-  explicit WatermarkPool(watermark::CorpusDetector det) : det_(std::move(det)) {}
-  void AddDocument(std::span<const int32_t> tokens, std::span<const uint8_t> skip_mask) override {
-    det_.AddDocument(tokens, skip_mask);
+  WatermarkLaneScorer(const watermark::SchemeParams& params, uint64_t key)
+      : params_(params), key_(key) {}
+  double Score(uint64_t context_hash, int32_t token) const override {
+    return watermark::WordScore(params_, watermark::TokenWord(key_, context_hash, token, 0));
   }
-  int64_t tuples() const override { return det_.tuples(); }
-  double log10_p_value() const override { return det_.LogPValue() / kLn10; }
+  double Log10Tail(double sum, int64_t count) const override {
+    return watermark::LogTail(params_, watermark::ScoreSum{sum, count}) / kLn10;
+  }
 
  private:
-  watermark::CorpusDetector det_;
+  watermark::SchemeParams params_;
+  uint64_t key_;
 };
 
 }  // namespace
@@ -123,12 +175,22 @@ Result<std::unique_ptr<WatermarkScoring>> WatermarkScoring::Create(
   nlohmann::ordered_json versions = nlohmann::ordered_json::array();
   for (const watermark::KeyVersion& v : s->keyring_->versions()) {
     TM_ASSIGN_OR_RETURN(std::string fp, s->keyring_->Fingerprint(v.version));
-    versions.push_back({{"version", v.version}, {"scheme", v.scheme}, {"fingerprint", fp}});
+    versions.push_back({{"version", v.version}, {"scheme", watermark::PublicSchemeSpec(v.scheme)}, {"fingerprint", fp}});
   }
   id["keys"] = std::move(versions);
   id["model"] = std::filesystem::path(options.model_path).filename().string();
   id["model_bytes"] = s->gguf_->file_size();
   id["mask_placeholders"] = options.mask_placeholders;
+  for (const watermark::KeyVersion& v : s->keyring_->versions()) {
+    PoolVersion pv;
+    pv.version = v.version;
+    if (v.version <= 0 || v.version > UINT16_MAX) {
+      return InvalidArgument(fmt::format("key version {} is out of range for scanning", v.version));
+    }
+    TM_ASSIGN_OR_RETURN(pv.params, watermark::ParseSchemeSpec(v.scheme));
+    TM_ASSIGN_OR_RETURN(pv.keys, s->keyring_->DeriveSchemeKeys(v.version));
+    s->versions_.push_back(std::move(pv));
+  }
   s->identity_ = id.dump();
   return s;
 }
@@ -136,13 +198,20 @@ Result<std::unique_ptr<WatermarkScoring>> WatermarkScoring::Create(
 Result<std::unique_ptr<DocumentScorer>> WatermarkScoring::NewScorer() {
   TM_ASSIGN_OR_RETURN(watermark::Detector det, watermark::Detector::Create(*keyring_));
   return std::unique_ptr<DocumentScorer>(
-      std::make_unique<WatermarkScorer>(*tokenizer_, std::move(det), eos_ids_, options_));
+      std::make_unique<WatermarkScorer>(*tokenizer_, std::move(det), eos_ids_, options_, versions_));
 }
 
-Result<std::unique_ptr<CorpusPool>> WatermarkScoring::NewPool(uint64_t account, int key_version) {
-  TM_ASSIGN_OR_RETURN(watermark::CorpusDetector det,
-                      watermark::CorpusDetector::Create(*keyring_, key_version, account));
-  return std::unique_ptr<CorpusPool>(std::make_unique<WatermarkPool>(std::move(det)));
+Result<std::unique_ptr<LaneScorer>> WatermarkScoring::NewLaneScorer(
+    int key_version, std::optional<uint64_t> account) {
+  for (const PoolVersion& v : versions_) {
+    if (v.version != key_version) continue;
+    uint64_t key = v.keys.provider_key;
+    if (account) {
+      TM_ASSIGN_OR_RETURN(key, keyring_->DeriveAccountKey(key_version, *account));
+    }
+    return std::unique_ptr<LaneScorer>(std::make_unique<WatermarkLaneScorer>(v.params, key));
+  }
+  return NotFound(fmt::format("the keyring has no key version {}", key_version));
 }
 
 }  // namespace tracemark::scan

@@ -297,8 +297,11 @@ ParseResult ParseCompletionRequest(std::string_view body, bool chat) {
     int64_t n = 0;
     if (!AsInteger(v, &n)) return fail(WrongType("n", "integer", v));
     if (n < 1 || n > 128) return fail(OutOfRange("n", "Expected a value between 1 and 128."));
-    if (n != 1) return fail(BadRequest("Only n=1 is supported by this server.", "n", "unsupported_value"));
-    r.n = 1;
+    if (n > kMaxChoices) {
+      return fail(BadRequest("At most n=" + std::to_string(kMaxChoices) + " choices are supported by this server.", "n",
+                             "unsupported_value"));
+    }
+    r.n = static_cast<int32_t>(n);
   }
   if (get("user")) {
     if (v.type() != element_type::STRING) return fail(WrongType("user", "string", v));

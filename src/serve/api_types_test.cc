@@ -114,7 +114,7 @@ TEST(ParseCompletionRequest, ValuesOutOfRange) {
   ExpectError(Chat(m + R"(,"temperature":2.5})"), "temperature", "invalid_value");
   ExpectError(Chat(m + R"(,"temperature":-0.1})"), "temperature", "invalid_value");
   ExpectError(Chat(m + R"(,"top_p":1.5})"), "top_p", "invalid_value");
-  ExpectError(Chat(m + R"(,"n":2})"), "n", "unsupported_value");
+  ExpectError(Chat(m + R"(,"n":17})"), "n", "unsupported_value");
   ExpectError(Chat(m + R"(,"n":0})"), "n", "invalid_value");
   ExpectError(Chat(m + R"(,"stop":["a","b","c","d","e"]})"), "stop", "invalid_value");
   ExpectError(Chat(m + R"(,"stop":[""]})"), "stop", "invalid_value");

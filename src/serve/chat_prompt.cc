@@ -8,6 +8,10 @@ Result<std::unique_ptr<ChatPrompt>> ChatPrompt::Create(const Model& model, const
   return std::unique_ptr<ChatPrompt>(new ChatPrompt(std::move(tmpl), tokenizer));
 }
 
+std::unique_ptr<ChatPrompt> ChatPrompt::FromTemplate(ChatTemplate tmpl, const text::Tokenizer& tokenizer) {
+  return std::unique_ptr<ChatPrompt>(new ChatPrompt(std::move(tmpl), tokenizer));
+}
+
 Result<std::vector<int32_t>> ChatPrompt::Render(const std::vector<ChatMessage>& messages) const {
   std::vector<tracemark::ChatMessage> msgs;
   msgs.reserve(messages.size());

@@ -18,6 +18,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "tracemark/base/file.h"
 #include "tracemark/crypto/crypto.h"
@@ -26,6 +27,7 @@
 #include "tracemark/monitor/monitor.h"
 #include "tracemark/policy/accounts.h"
 #include "tracemark/policy/rate_limiter.h"
+#include "tracemark/policy/redis_rate_limiter.h"
 #include "tracemark/policy/server_keys.h"
 #include "tracemark/serve/api_types.h"
 #include "tracemark/serve/chat_prompt.h"
@@ -44,6 +46,8 @@ using Json = nlohmann::json;
 using EventChannel =
     net::experimental::concurrent_channel<void(boost::system::error_code, GenerationEvent)>;
 using CommitChannel = net::experimental::concurrent_channel<void(boost::system::error_code, Status)>;
+using AdmitChannel =
+    net::experimental::concurrent_channel<void(boost::system::error_code, policy::SharedAdmission)>;
 
 constexpr size_t kMaxAdminTokenBytes = 4096;
 constexpr const char* kServerHeader = "tracemark";
@@ -96,7 +100,7 @@ struct ServerState {
   std::unique_ptr<Model> model;
   std::unique_ptr<text::Tokenizer> tokenizer;
   std::unique_ptr<ChatPrompt> chat;
-  std::unique_ptr<Scheduler> scheduler;
+  std::unique_ptr<GenerationEngine> scheduler;  // Scheduler, or MockEngine with --engine mock
   std::unique_ptr<watermark::Keyring> keyring;
   std::string wm_scheme;
   int wm_key_version = 0;
@@ -107,6 +111,10 @@ struct ServerState {
   std::unique_ptr<policy::AccountService> accounts;
   std::unique_ptr<policy::AuthCache> auth;
   std::unique_ptr<policy::RateLimiter> limiter;
+  // --redis: request/token buckets shared by every replica; `limiter` then keeps only the
+  // day/month quotas, and `fallback_limiter` the buckets while Redis is unreachable.
+  std::unique_ptr<policy::RedisRateLimiter> shared_limiter;
+  std::unique_ptr<policy::RateLimiter> fallback_limiter;
   std::unique_ptr<ledger::UsageJournal> journal;
   std::unique_ptr<monitor::Monitor> monitor;
   std::string admin_token;  // empty: admin API off
@@ -257,6 +265,11 @@ Response MetricsResponse(ServerState& st, const Request& req) {
   out += "tracemark_http_responses_total{code=\"401\"} " + std::to_string(m.responses_401.load()) + "\n";
   out += "tracemark_http_responses_total{code=\"403\"} " + std::to_string(m.responses_403.load()) + "\n";
   out += "tracemark_http_responses_total{code=\"429\"} " + std::to_string(m.responses_429.load()) + "\n";
+  if (st.shared_limiter) {
+    metric("tracemark_ratelimit_redis_failures_total", "counter",
+           "Rate-limit operations that could not reach Redis (served under this replica's own buckets).",
+           std::to_string(st.shared_limiter->failures()));
+  }
   metric("tracemark_open_connections", "gauge", "Open client connections.", std::to_string(m.connections.load()));
   metric("tracemark_sse_streams_total", "counter", "Streaming responses started.", std::to_string(m.streams_total.load()));
   metric("tracemark_clients_dropped_total", "counter", "Clients dropped on write failure or timeout.",
@@ -299,9 +312,10 @@ Json UsageJson(int32_t prompt, int32_t completion) {
 }
 
 Json ChunkJson(bool chat, const std::string& id, int64_t created, const std::string& model,
-               const std::string* text, const char* finish_reason, bool first, bool include_usage) {
+               const std::string* text, const char* finish_reason, bool first, bool include_usage,
+               int32_t index = 0) {
   Json choice;
-  choice["index"] = 0;
+  choice["index"] = index;
   if (chat) {
     Json delta = Json::object();
     if (first) delta["role"] = "assistant";
@@ -340,6 +354,87 @@ std::string NetworkPrefix(beast::tcp_stream& stream) {
   return net::ip::address_v6(b).to_string() + "/48";
 }
 
+// ---- rate limits: local buckets, or with --redis the buckets shared by all replicas ----
+// An admission, plus where its bucket reservation was made (released by CompleteRequest).
+struct AdmissionTicket : policy::Admission {
+  bool via_redis = false;        // buckets taken in Redis (else in a local limiter)
+  int64_t redis_taken_tokens = 0;
+};
+
+ledger::AccountLimits QuotasOnly(ledger::AccountLimits l) {
+  l.requests_per_minute = 0;
+  l.tokens_per_minute = 0;
+  return l;
+}
+
+ledger::AccountLimits BucketsOnly(ledger::AccountLimits l) {
+  l.tokens_per_day = 0;
+  l.tokens_per_month = 0;
+  return l;
+}
+
+policy::RateLimitHeaders PeekLimits(ServerState& st, const ledger::AccountRecord& account, bool throttled) {
+  if (!st.shared_limiter) return st.limiter->Peek(account.id, account.limits, throttled);
+  return st.shared_limiter->Peek(account.id, policy::EffectiveBucketLimits(account.limits, throttled));
+}
+
+// Quotas first (local, seeded from the ledger), then the buckets: with --redis one Lua script
+// on the limiter's own thread while this coroutine waits without blocking the event loop.
+net::awaitable<AdmissionTicket> AdmitRequest(ServerState& st, const ledger::AccountRecord& account, bool throttled,
+                                             int64_t estimated_tokens) {
+  AdmissionTicket t;
+  if (!st.shared_limiter) {
+    static_cast<policy::Admission&>(t) = st.limiter->Admit(account.id, account.limits, throttled, estimated_tokens);
+    co_return t;
+  }
+  static_cast<policy::Admission&>(t) =
+      st.limiter->Admit(account.id, QuotasOnly(account.limits), throttled, estimated_tokens);
+  if (t.outcome != policy::AdmitOutcome::kAdmitted) {
+    t.headers = PeekLimits(st, account, throttled);
+    co_return t;
+  }
+  const policy::BucketLimits buckets = policy::EffectiveBucketLimits(account.limits, throttled);
+  auto channel = std::make_shared<AdmitChannel>(co_await net::this_coro::executor, 1);
+  st.shared_limiter->AdmitAsync(account.id, buckets, estimated_tokens, [channel](const policy::SharedAdmission& a) {
+    channel->try_send(boost::system::error_code{}, a);
+  });
+  boost::system::error_code ec;
+  policy::SharedAdmission shared = co_await channel->async_receive(net::redirect_error(net::use_awaitable, ec));
+  if (ec) shared.available = false;
+  if (shared.available) {
+    t.via_redis = true;
+    t.redis_taken_tokens = shared.taken_tokens;
+    t.outcome = shared.outcome;
+    t.retry_after_ms = shared.retry_after_ms;
+    t.headers = shared.headers;
+  } else {
+    // Redis unreachable: this replica's own buckets (each replica then allows the full limit).
+    const policy::Admission local =
+        st.fallback_limiter->Admit(account.id, BucketsOnly(account.limits), throttled, estimated_tokens);
+    t.outcome = local.outcome;
+    t.retry_after_ms = local.retry_after_ms;
+    t.headers = local.headers;
+  }
+  if (t.outcome != policy::AdmitOutcome::kAdmitted) {
+    st.limiter->Complete(account.id, t.reserved_tokens, 0);  // release the quota reservation
+    t.reserved_tokens = 0;
+  }
+  co_return t;
+}
+
+// Reconciles an admitted request with what it actually used.
+void CompleteRequest(ServerState& st, const ledger::AccountRecord& account, bool throttled, const AdmissionTicket& t,
+                     int64_t actual_tokens) {
+  st.limiter->Complete(account.id, t.reserved_tokens, actual_tokens);
+  if (!st.shared_limiter) return;
+  if (t.via_redis) {
+    st.shared_limiter->Complete(account.id, policy::EffectiveBucketLimits(account.limits, throttled),
+                                t.redis_taken_tokens, actual_tokens);
+  } else {
+    st.fallback_limiter->Complete(account.id, t.reserved_tokens, actual_tokens);
+  }
+}
+
 // Reports a completed request to the distillation monitor. Never fails the request.
 void ObserveForMonitor(ServerState& st, beast::tcp_stream& stream, const Request& req, const CompletionRequest& cr,
                        const ledger::AccountRecord& account, bool throttled, int32_t n_prompt, int32_t n_completion) {
@@ -364,7 +459,7 @@ void ObserveForMonitor(ServerState& st, beast::tcp_stream& stream, const Request
   obs.sampling.n = cr.n;
   obs.prompt_tokens = static_cast<uint32_t>(std::max<int32_t>(n_prompt, 0));
   obs.completion_tokens = static_cast<uint32_t>(std::max<int32_t>(n_completion, 0));
-  const policy::RateLimitHeaders h = st.limiter->Peek(account.id, account.limits, throttled);
+  const policy::RateLimitHeaders h = PeekLimits(st, account, throttled);
   if (h.limit_tokens > 0) {
     const double used = 1.0 - static_cast<double>(h.remaining_tokens) / static_cast<double>(h.limit_tokens);
     obs.quota_utilization = static_cast<float>(std::clamp(used, 0.0, 1.0));
@@ -402,14 +497,14 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
   };
   ParseResult parsed = ParseCompletionRequest(req.body(), chat);
   if (!parsed.request) {
-    Response res = fail(parsed.error, st.limiter->Peek(account.id, account.limits, throttled));
+    Response res = fail(parsed.error, PeekLimits(st, account, throttled));
     co_return co_await Send(stream, res, st);
   }
   const CompletionRequest& cr = *parsed.request;
   if (cr.model != st.model_id) {
     Response res = fail(MakeError(404, "The model '" + cr.model + "' does not exist or you do not have access to it.",
                                   "invalid_request_error", "model_not_found", "model"),
-                        st.limiter->Peek(account.id, account.limits, throttled));
+                        PeekLimits(st, account, throttled));
     co_return co_await Send(stream, res, st);
   }
   // Prompt tokens.
@@ -418,7 +513,7 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
     Result<std::vector<int32_t>> p = st.chat->Render(cr.messages);
     if (!p.ok()) {
       Response res = fail(BadRequest(p.status().message(), "messages", "invalid_value"),
-                          st.limiter->Peek(account.id, account.limits, throttled));
+                          PeekLimits(st, account, throttled));
       co_return co_await Send(stream, res, st);
     }
     prompt = std::move(p).value();
@@ -428,7 +523,7 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
       if (t >= st.scheduler->vocab_size()) {
         Response res = fail(BadRequest("Invalid 'prompt': token id " + std::to_string(t) + " is not in the vocabulary.",
                                        "prompt", "invalid_value"),
-                            st.limiter->Peek(account.id, account.limits, throttled));
+                            PeekLimits(st, account, throttled));
         co_return co_await Send(stream, res, st);
       }
     }
@@ -444,13 +539,14 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
                        " in the messages, " + std::to_string(cr.max_tokens.value_or(0)) +
                        " in the completion). Please reduce the length of the messages or completion.",
                    chat ? "messages" : "prompt", "context_length_exceeded"),
-        st.limiter->Peek(account.id, account.limits, throttled));
+        PeekLimits(st, account, throttled));
     co_return co_await Send(stream, res, st);
   }
   const int32_t max_tokens = cr.max_tokens.value_or(std::min(kDefaultCompletionTokens, ctx - n_prompt));
 
   // Rate limits and quotas.
-  policy::Admission adm = st.limiter->Admit(account.id, account.limits, throttled, n_prompt + max_tokens);
+  // As OpenAI, the token limits reserve max_tokens for each of the n choices.
+  AdmissionTicket adm = co_await AdmitRequest(st, account, throttled, n_prompt + int64_t{cr.n} * max_tokens);
   if (adm.outcome != policy::AdmitOutcome::kAdmitted) {
     ApiError e;
     if (adm.outcome == policy::AdmitOutcome::kDailyQuotaExceeded ||
@@ -472,41 +568,55 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
     co_return co_await Send(stream, res, st);
   }
 
-  // The account's watermark.
-  Result<std::unique_ptr<SamplerHook>> hook = watermark::MakeWatermarkHook(*st.keyring, std::stoull(account.id));
-  if (!hook.ok()) {
-    st.limiter->Complete(account.id, adm.reserved_tokens, 0);
-    Response res = fail(MakeError(500, "watermark unavailable: " + hook.status().message(), "server_error", std::nullopt),
-                        adm.headers);
-    co_return co_await Send(stream, res, st);
-  }
-
+  // n choices: independent samples, each with its own watermark hook and seed, decoded in the
+  // same batches; every event carries its choice index.
+  const int32_t n_choices = cr.n;
   auto executor = co_await net::this_coro::executor;
-  auto channel = std::make_shared<EventChannel>(executor, static_cast<size_t>(max_tokens) + 8);
-  auto job = std::make_shared<GenerationJob>();
-  job->prompt = std::move(prompt);
-  job->sampling.temperature = static_cast<float>(cr.temperature);
-  job->sampling.top_p = static_cast<float>(cr.top_p);
-  job->sampling.seed = cr.seed ? *cr.seed : st.NewSeed();
-  job->max_tokens = max_tokens;
-  job->stop = cr.stop;
-  job->hook = std::move(hook).value();
-  job->sink = [channel](GenerationEvent e) { channel->try_send(boost::system::error_code{}, std::move(e)); };
-  if (Status s = st.scheduler->Submit(job); !s.ok()) {
-    st.limiter->Complete(account.id, adm.reserved_tokens, 0);
-    const bool busy = s.code() == StatusCode::kResourceExhausted;
-    Response res = fail(busy ? MakeError(503, s.message(), "server_error", "server_overloaded")
-                             : BadRequest(s.message(), chat ? "messages" : "prompt", "invalid_value"),
-                        adm.headers);
-    co_return co_await Send(stream, res, st);
+  auto channel = std::make_shared<EventChannel>(
+      executor, static_cast<size_t>(n_choices) * (static_cast<size_t>(max_tokens) + 8));
+  std::vector<std::shared_ptr<GenerationJob>> jobs;
+  auto cancel_all = [&jobs] {
+    for (auto& j : jobs) j->cancelled.store(true);
+  };
+  for (int32_t i = 0; i < n_choices; ++i) {
+    // The account's watermark.
+    Result<std::unique_ptr<SamplerHook>> hook = watermark::MakeWatermarkHook(*st.keyring, std::stoull(account.id));
+    if (!hook.ok()) {
+      cancel_all();
+      CompleteRequest(st, account, throttled, adm, 0);
+      Response res = fail(MakeError(500, "watermark unavailable: " + hook.status().message(), "server_error", std::nullopt),
+                          adm.headers);
+      co_return co_await Send(stream, res, st);
+    }
+    auto job = std::make_shared<GenerationJob>();
+    job->prompt = prompt;
+    job->sampling.temperature = static_cast<float>(cr.temperature);
+    job->sampling.top_p = static_cast<float>(cr.top_p);
+    job->sampling.seed = cr.seed ? *cr.seed + static_cast<uint64_t>(i) : st.NewSeed();
+    job->max_tokens = max_tokens;
+    job->stop = cr.stop;
+    job->hook = std::move(hook).value();
+    job->sink = [channel, i](GenerationEvent e) {
+      e.choice = i;
+      channel->try_send(boost::system::error_code{}, std::move(e));
+    };
+    if (Status s = st.scheduler->Submit(job); !s.ok()) {
+      cancel_all();
+      CompleteRequest(st, account, throttled, adm, 0);
+      const bool busy = s.code() == StatusCode::kResourceExhausted;
+      Response res = fail(busy ? MakeError(503, s.message(), "server_error", "server_overloaded")
+                               : BadRequest(s.message(), chat ? "messages" : "prompt", "invalid_value"),
+                          adm.headers);
+      co_return co_await Send(stream, res, st);
+    }
+    jobs.push_back(std::move(job));
   }
 
   const std::string id = st.NewId(chat ? "chatcmpl-" : "cmpl-");
   const int64_t created = started_ms / 1000;
   bool client_ok = true;
-  bool headers_sent = false;
-  std::string text;  // non-streaming accumulation
-  GenerationEvent done;
+  std::vector<std::string> texts(static_cast<size_t>(n_choices));  // non-streaming accumulation
+  std::vector<GenerationEvent> dones(static_cast<size_t>(n_choices));
   http::response<http::empty_body> sse{http::status::ok, req.version()};
   if (cr.stream) {
     ++st.metrics.streams_total;
@@ -522,45 +632,60 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
     boost::system::error_code ec;
     co_await http::async_write_header(stream, sr, net::redirect_error(net::use_awaitable, ec));
     st.metrics.Count(200);
-    headers_sent = true;
     client_ok = !ec;
     if (client_ok && chat) {
-      // OpenAI's first chunk announces the role with empty content.
+      // OpenAI's first chunk of each choice announces the role with empty content.
       const std::string empty;
-      client_ok = co_await WriteChunk(stream, "data: " + DumpJson(ChunkJson(true, id, created, st.model_id, &empty, nullptr,
-                                                                           true, cr.include_usage)) + "\n\n");
+      std::string out;
+      for (int32_t i = 0; i < n_choices; ++i) {
+        out += "data: " + DumpJson(ChunkJson(true, id, created, st.model_id, &empty, nullptr, true, cr.include_usage, i)) +
+               "\n\n";
+      }
+      client_ok = co_await WriteChunk(stream, out);
     }
   }
-  for (;;) {
+  int32_t remaining = n_choices;
+  while (remaining > 0) {
     boost::system::error_code ec;
     GenerationEvent e = co_await channel->async_receive(net::redirect_error(net::use_awaitable, ec));
     if (ec) {
-      done.done = true;
-      done.status = Internal("generation channel closed");
+      for (GenerationEvent& d : dones) {
+        if (!d.done) {
+          d.done = true;
+          d.status = Internal("generation channel closed");
+        }
+      }
       break;
     }
+    const size_t i = static_cast<size_t>(std::clamp(e.choice, 0, n_choices - 1));
     if (!e.text.empty()) {
       if (cr.stream) {
         if (client_ok) {
           client_ok = co_await WriteChunk(stream, "data: " + DumpJson(ChunkJson(chat, id, created, st.model_id, &e.text,
-                                                                               nullptr, false, cr.include_usage)) + "\n\n");
+                                                                               nullptr, false, cr.include_usage,
+                                                                               static_cast<int32_t>(i))) + "\n\n");
           if (!client_ok) {
-            job->cancelled.store(true);
+            cancel_all();
             ++st.metrics.clients_dropped;
           }
         }
       } else {
-        text += e.text;
+        texts[i] += e.text;
       }
     }
-    if (e.done) {
-      done = std::move(e);
-      break;
+    if (e.done && !dones[i].done) {
+      dones[i] = std::move(e);
+      --remaining;
     }
   }
-  const int32_t n_completion = done.completion_tokens;
+  int32_t n_completion = 0;
+  const Status* failed = nullptr;
+  for (const GenerationEvent& d : dones) {
+    n_completion += d.completion_tokens;
+    if (!d.status.ok() && failed == nullptr) failed = &d.status;
+  }
   // Aborted streams are charged what was generated.
-  st.limiter->Complete(account.id, adm.reserved_tokens, n_prompt + n_completion);
+  CompleteRequest(st, account, throttled, adm, n_prompt + n_completion);
   ObserveForMonitor(st, stream, req, cr, account, throttled, n_prompt, n_completion);
   st.metrics.prompt_tokens += static_cast<uint64_t>(n_prompt);
   st.metrics.completion_tokens += static_cast<uint64_t>(n_completion);
@@ -589,20 +714,24 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
     committed = co_await commit->async_receive(net::redirect_error(net::use_awaitable, ec));
     if (ec) committed = Internal("usage journal did not answer");
   }
-  const bool ok = done.status.ok() && committed.ok();
-  const std::string finish = done.finish_reason.empty() ? "stop" : done.finish_reason;
+  const bool ok = failed == nullptr && committed.ok();
+  auto finish_of = [](const GenerationEvent& d) { return d.finish_reason.empty() ? std::string("stop") : d.finish_reason; };
 
   if (cr.stream) {
     if (!client_ok) co_return false;
     if (!ok) {
-      const Status& bad = done.status.ok() ? committed : done.status;
+      const Status& bad = failed == nullptr ? committed : *failed;
       ApiError e = MakeError(500, "generation failed: " + bad.message(), "server_error", std::nullopt);
       co_await WriteChunk(stream, "data: " + ErrorBody(e) + "\n\n");
       co_return false;  // no [DONE]: the client must not take this as complete
     }
-    const std::string* tail = done.text.empty() ? nullptr : &done.text;
-    std::string out = "data: " + DumpJson(ChunkJson(chat, id, created, st.model_id, tail, finish.c_str(), false,
-                                                    cr.include_usage)) + "\n\n";
+    std::string out;
+    for (int32_t i = 0; i < n_choices; ++i) {
+      const GenerationEvent& d = dones[static_cast<size_t>(i)];
+      const std::string* tail = d.text.empty() ? nullptr : &d.text;
+      out += "data: " + DumpJson(ChunkJson(chat, id, created, st.model_id, tail, finish_of(d).c_str(), false,
+                                           cr.include_usage, i)) + "\n\n";
+    }
     if (cr.include_usage) {
       Json u = {{"id", id},
                 {"object", chat ? "chat.completion.chunk" : "text_completion"},
@@ -620,29 +749,33 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
     co_await net::async_write(stream, http::make_chunk_last(), net::redirect_error(net::use_awaitable, ec));
     co_return !ec && req.keep_alive();
   }
-  (void)headers_sent;
   if (!ok) {
-    const Status& bad = done.status.ok() ? committed : done.status;
+    const Status& bad = failed == nullptr ? committed : *failed;
     Response res = fail(MakeError(500, "generation failed: " + bad.message(), "server_error", std::nullopt), adm.headers);
     co_return co_await Send(stream, res, st);
   }
-  text += done.text;
-  Json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}};
-  if (chat) {
-    choice["message"] = {{"role", "assistant"}, {"content", text}, {"refusal", nullptr}};
-  } else {
-    choice["text"] = text;
+  Json choices = Json::array();
+  for (int32_t i = 0; i < n_choices; ++i) {
+    const GenerationEvent& d = dones[static_cast<size_t>(i)];
+    const std::string text = texts[static_cast<size_t>(i)] + d.text;
+    Json choice = {{"index", i}, {"logprobs", nullptr}, {"finish_reason", finish_of(d)}};
+    if (chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", text}, {"refusal", nullptr}};
+    } else {
+      choice["text"] = text;
+    }
+    choices.push_back(std::move(choice));
   }
   Json body = {{"id", id},
                {"object", chat ? "chat.completion" : "text_completion"},
                {"created", created},
                {"model", st.model_id},
                {"system_fingerprint", nullptr},
-               {"choices", Json::array({choice})},
+               {"choices", std::move(choices)},
                {"usage", UsageJson(n_prompt, n_completion)}};
   Response res = MakeResponse(req, 200, DumpJson(body), "application/json");
   res.set("x-request-id", id);
-  SetRateLimitHeaders(res.base(), st.limiter->Peek(account.id, account.limits, throttled));
+  SetRateLimitHeaders(res.base(), PeekLimits(st, account, throttled));
   co_return co_await Send(stream, res, st);
 }
 
@@ -822,6 +955,24 @@ void RunMonitorPass(ServerState& st) {
   }
 }
 
+// A reinstatement is a human decision and the monitor starts afresh for that account, whichever
+// path made it: this replica's admin API, another replica, or `tracemark accounts reinstate`
+// writing the ledger. Called after each account refresh with the states seen at the previous one
+// (the first call only records them).
+void ResetMonitorOnReinstatement(ServerState& st, std::unordered_map<std::string, std::string>* last) {
+  const std::string_view reinstated = policy::AccountStateName(policy::AccountState::kReinstated);
+  const bool first = last->empty();
+  std::unordered_map<std::string, std::string> now;
+  for (ledger::AccountRecord& a : st.auth->Accounts()) {
+    auto it = last->find(a.id);
+    if (!first && st.monitor && a.state == reinstated && it != last->end() && it->second != reinstated) {
+      st.monitor->ResetAccount(a.id);
+    }
+    now.emplace(std::move(a.id), std::move(a.state));
+  }
+  last->swap(now);
+}
+
 // ---- routing ----
 net::awaitable<bool> Route(ServerState& st, beast::tcp_stream& stream, const Request& req) {
   ++st.metrics.requests_total;
@@ -841,8 +992,8 @@ net::awaitable<bool> Route(ServerState& st, beast::tcp_stream& stream, const Req
     std::optional<policy::AuthResult> auth = Authenticate(st, req, &err);
     Response res = auth ? ModelsResponse(st, req) : ErrorResponse(req, err);
     if (auth) {
-      SetRateLimitHeaders(res.base(), st.limiter->Peek(auth->account.id, auth->account.limits,
-                                                       auth->state == policy::AccountState::kThrottled));
+      SetRateLimitHeaders(res.base(),
+                          PeekLimits(st, auth->account, auth->state == policy::AccountState::kThrottled));
     }
     co_return co_await Send(stream, res, st);
   }
@@ -945,7 +1096,9 @@ Status Setup(ServerState& st, const ServerOptions& o) {
   TM_ASSIGN_OR_RETURN(watermark::Keyring keyring, watermark::Keyring::Load(o.keyring_path));
   st.keyring = std::make_unique<watermark::Keyring>(std::move(keyring));
   st.wm_key_version = st.keyring->active_version();
-  if (const watermark::KeyVersion* v = st.keyring->Find(st.wm_key_version)) st.wm_scheme = v->scheme;
+  if (const watermark::KeyVersion* v = st.keyring->Find(st.wm_key_version)) {
+    st.wm_scheme = watermark::PublicSchemeSpec(v->scheme);  // synthid-hf explicit keys redacted
+  }
   TM_ASSIGN_OR_RETURN(policy::ServerSecrets secrets, policy::ServerSecretsFromKeyring(*st.keyring));
 
   TM_ASSIGN_OR_RETURN(st.store, ledger::OpenLedgerStore(o.db_url));
@@ -959,6 +1112,10 @@ Status Setup(ServerState& st, const ServerOptions& o) {
   st.auth = std::make_unique<policy::AuthCache>(st.accounts.get());
   TM_RETURN_IF_ERROR(st.auth->Refresh());
   st.limiter = std::make_unique<policy::RateLimiter>(&st.clock);
+  if (!o.redis_url.empty()) {
+    TM_ASSIGN_OR_RETURN(st.shared_limiter, policy::RedisRateLimiter::Connect(o.redis_url));
+    st.fallback_limiter = std::make_unique<policy::RateLimiter>(&st.clock);
+  }
   if (o.monitor_interval_s < 1 || o.monitor_interval_s > kMaxMonitorIntervalSeconds) {
     return InvalidArgument("--monitor-interval-s must be in 1.." + std::to_string(kMaxMonitorIntervalSeconds));
   }
@@ -974,6 +1131,10 @@ Status Setup(ServerState& st, const ServerOptions& o) {
 
   std::string journal_dir = o.usage_journal_dir;
   if (journal_dir.empty()) {
+    if (ledger::IsPostgresUrl(o.db_url)) {
+      return InvalidArgument("--usage-journal DIR is required with a postgresql:// ledger "
+                             "(a local directory, one per replica)");
+    }
     TM_ASSIGN_OR_RETURN(std::string db_path, ledger::SqlitePathFromUrl(o.db_url));
     journal_dir = db_path + ".usage-journal";
   }
@@ -997,6 +1158,17 @@ Status Setup(ServerState& st, const ServerOptions& o) {
     st.admin_token = token;
   }
 
+  if (o.engine == "mock") {
+    // Same request path, fake engine: no model file (bench/gateway/README.md).
+    st.tokenizer = std::make_unique<MockTokenizer>();
+    TM_ASSIGN_OR_RETURN(ChatTemplate tmpl, ChatTemplate::FromString(MockChatTemplateSource(), "<s>", "</s>"));
+    st.chat = ChatPrompt::FromTemplate(std::move(tmpl), *st.tokenizer);
+    TM_ASSIGN_OR_RETURN(st.scheduler, MockEngine::Create(*st.tokenizer, o.mock));
+    st.model_id = o.model_id.empty() ? "mock" : o.model_id;
+    st.model_created = now / 1000;
+    return Status::Ok();
+  }
+  if (o.engine != "model") return InvalidArgument("unknown --engine '" + o.engine + "' (model, mock)");
   TM_ASSIGN_OR_RETURN(st.model, Model::Load(o.model_path));
   TM_ASSIGN_OR_RETURN(st.tokenizer, text::Tokenizer::FromGguf(st.model->file()));
   TM_ASSIGN_OR_RETURN(st.chat, ChatPrompt::Create(*st.model, *st.tokenizer));
@@ -1078,10 +1250,13 @@ Status RunServer(const ServerOptions& options) {
   // Suspensions and new keys made by other processes or replicas take effect within this bound.
   std::atomic<bool> stopping{false};
   std::thread refresher([&] {
+    std::unordered_map<std::string, std::string> last_states;
+    ResetMonitorOnReinstatement(*st, &last_states);
     while (!stopping.load()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(policy::kAuthRefreshIntervalMs));
       Status s = st->auth->Refresh();
       if (!s.ok()) std::fprintf(stderr, "tracemark serve: account refresh failed: %s\n", s.message().c_str());
+      if (s.ok()) ResetMonitorOnReinstatement(*st, &last_states);
     }
   });
 

@@ -2,6 +2,7 @@
 #include "tracemark/serve/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 
 #include "tracemark/model/stop.h"
@@ -38,6 +39,7 @@ Result<std::unique_ptr<Scheduler>> Scheduler::Create(const Model& model, const t
   copt.max_batch = std::max(options.max_batch, options.slots);
   copt.max_outputs = options.slots;
   copt.n_threads = options.threads;
+  copt.profile = options.profile;
   TM_ASSIGN_OR_RETURN(s->ctx_, Context::Create(model, copt));
   s->options_.slot_context = s->ctx_->n_ctx();  // clamped to the model's context length
   s->options_.max_batch = copt.max_batch;
@@ -207,10 +209,12 @@ void Scheduler::Loop() {
     }
     if (batch_.size() == 0) continue;
     Status st = ctx_->Decode(batch_);
+    const auto sample_start = std::chrono::steady_clock::now();
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.decode_steps;
       stats_.batch_rows += static_cast<uint64_t>(batch_.size());
+      if (options_.profile) stats_.decode = ctx_->profile();
     }
     for (auto& s : slots_) {
       if (!s->job) continue;
@@ -269,6 +273,11 @@ void Scheduler::Loop() {
         s->job->sink(std::move(e));
       }
       s->pending = tok;
+    }
+    if (options_.profile) {
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sample_start).count();
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.sample_ms += ms;
     }
   }
 }

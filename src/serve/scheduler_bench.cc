@@ -50,15 +50,29 @@ int main(int argc, char** argv) {
   opt.slots = n;
   opt.slot_context = 256;
   opt.threads = argc > 4 ? std::atoi(argv[4]) : 2;
+  opt.profile = true;
   auto s = tracemark::serve::Scheduler::Create(**model, **tok, opt);
   if (!s.ok()) return 1;
   int64_t tokens = 0;
   Run(**s, **tok, 1, 8, &tokens);  // warm-up
   for (int rep = 0; rep < 2; ++rep) {
+    auto phase = [&](const char* label, const tracemark::serve::SchedulerStats& a,
+                     const tracemark::serve::SchedulerStats& b) {
+      const double steps = static_cast<double>(b.decode_steps - a.decode_steps);
+      std::printf("{\"phase_ms_per_step\":\"%s\",\"steps\":%.0f,\"matmul\":%.3f,\"attention\":%.3f,"
+                  "\"other\":%.3f,\"sample_emit\":%.3f}\n",
+                  label, steps, (b.decode.matmul_ms - a.decode.matmul_ms) / steps,
+                  (b.decode.attention_ms - a.decode.attention_ms) / steps,
+                  (b.decode.other_ms - a.decode.other_ms) / steps, (b.sample_ms - a.sample_ms) / steps);
+    };
+    const tracemark::serve::SchedulerStats s0 = (*s)->stats();
     const double t1 = Run(**s, **tok, 1, max_tokens, &tokens);
+    const tracemark::serve::SchedulerStats s1 = (*s)->stats();
+    phase("1 stream", s0, s1);
     std::printf("{\"streams\":1,\"tokens\":%lld,\"seconds\":%.3f,\"tokens_per_second\":%.1f}\n",
                 static_cast<long long>(tokens), t1, tokens / t1);
     const double tn = Run(**s, **tok, n, max_tokens, &tokens);
+    phase("n streams", s1, (*s)->stats());
     std::printf("{\"streams\":%d,\"tokens\":%lld,\"seconds\":%.3f,\"tokens_per_second\":%.1f}\n", n,
                 static_cast<long long>(tokens), tn, tokens / tn);
   }

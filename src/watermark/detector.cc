@@ -9,6 +9,7 @@
 
 #include "tracemark/watermark/prf.h"
 #include "tracemark/watermark/stats.h"
+#include "tracemark/watermark/synthid_hf.h"
 
 namespace tracemark::watermark {
 namespace {
@@ -125,6 +126,8 @@ double WordScore(const SchemeParams& p, uint32_t w) {
       const uint32_t mask = p.layers >= 32 ? 0xFFFFFFFFu : ((1u << p.layers) - 1u);
       return static_cast<double>(std::popcount(w & mask));
     }
+    case SchemeKind::kSynthIdHf:  // scored by synthid_hf.cc, not through PRF words
+      return 0.0;
   }
   return 0.0;
 }
@@ -139,6 +142,8 @@ double LogTail(const SchemeParams& p, const ScoreSum& s) {
                                   static_cast<double>(GreenThreshold(p.gamma)) * 0x1.0p-32);
     case SchemeKind::kSynthId:
       return LogBinomialUpperTail(std::llround(s.sum), s.count * p.layers, 0.5);
+    case SchemeKind::kSynthIdHf:  // scored by synthid_hf.cc
+      return 0.0;
   }
   return 0.0;
 }
@@ -157,6 +162,9 @@ Result<Detector> Detector::Create(const Keyring& keyring) {
 
 Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<const int32_t> tokens,
                                           const DetectOptions& options, size_t end) {
+  if (vs.params.kind == SchemeKind::kSynthIdHf) {
+    return DetectSynthIdHfVersion(*keyring_, vs.version, vs.params, tokens, options, end);
+  }
   const SchemeParams& p = vs.params;
   const int digits = p.payload_digits;
   const size_t h = static_cast<size_t>(p.context_width);
@@ -183,8 +191,8 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
       blk0_[j] = static_cast<uint32_t>(info.hash);
       blk1_[j] = static_cast<uint32_t>(info.hash >> 32);
       blk2_[j] = info.lane == Lane::kProvider ? 0u
-                 : info.lane == Lane::kPayload ? kProviderLaneEighths << 29
-                                               : (kProviderLaneEighths + kPayloadLaneEighths) << 29;
+                 : info.lane == Lane::kPayload ? p.provider_eighths << 29
+                                               : (p.provider_eighths + p.payload_eighths) << 29;
       blk3_[j] = static_cast<uint32_t>(info.position);
     }
   }
@@ -198,9 +206,11 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
   for (size_t i = 0; i < end; ++i) {
     if (i < mask.size() && mask[i] != 0) last_masked = static_cast<int64_t>(i);
     if (i < h || last_masked >= static_cast<int64_t>(i - h)) continue;
+    if (i < options.token_entropy.size() && options.token_entropy[i] < options.min_entropy) continue;
     const size_t j = i - h;
     const ContextInfo info = ContextFromBlock({blk0_[j], blk1_[j], blk2_[j], blk3_[j]}, p);
     if (!tuples_.Insert(info.hash, tokens[i])) continue;
+    if (options.corpus_tuples != nullptr && !options.corpus_tuples->Insert(info.hash, tokens[i])) continue;
     switch (info.lane) {
       case Lane::kProvider:
         p_lo_.push_back(blk0_[j]);
@@ -371,6 +381,10 @@ Result<CorpusDetector> CorpusDetector::Create(const Keyring& keyring, int versio
   const KeyVersion* kv = keyring.Find(v);
   if (kv == nullptr) return NotFound("keyring has no key version " + std::to_string(v));
   TM_ASSIGN_OR_RETURN(c.params_, ParseSchemeSpec(kv->scheme));
+  if (c.params_.kind == SchemeKind::kSynthIdHf) {
+    return Unimplemented("corpus pooling is not implemented for scheme synthid-hf (key version " +
+                         std::to_string(v) + "); detect documents one by one");
+  }
   TM_ASSIGN_OR_RETURN(c.keys_, keyring.DeriveSchemeKeys(v));
   c.account_ = account;
   if (account) {

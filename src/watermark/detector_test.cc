@@ -224,6 +224,73 @@ TEST(Detector, RotatedKeyringStillDetectsOldVersion) {
   EXPECT_EQ(d->versions_tested, 2);
 }
 
+// A keyring holding a version with the original spec (no `lanes=`, 4/2/2) and a version with
+// lanes=6/1/1: text of each version is detected and attributed under its own version.
+TEST(Detector, LegacyLaneSplitAndNewDefaultBothDetect) {
+  std::vector<uint8_t> secret(32, 0x33);
+  auto legacy = Keyring::FromSecret(secret, "gumbel:h=4,unkeyed=0.1,payload=5,dedup=1,history=8192");
+  ASSERT_TRUE(legacy.ok());
+  EXPECT_EQ(legacy->Find(1)->scheme, "gumbel:h=4,unkeyed=0.1,payload=5,dedup=1,history=8192");
+  const Keyring current = TestKeyring("gumbel:lanes=6/1/1", 0x44);
+  EXPECT_NE(current.Find(1)->scheme.find("lanes=6/1/1"), std::string::npos);
+  for (const Keyring* ring : {static_cast<const Keyring*>(&*legacy), &current}) {
+    auto det = Detector::Create(*ring);
+    ASSERT_TRUE(det.ok());
+    const auto tokens = Generate(*ring, 4242, 600, 61);
+    auto d = det->Detect(tokens, DetectOptions{});
+    ASSERT_TRUE(d.ok());
+    EXPECT_TRUE(d->watermarked) << ring->Find(1)->scheme;
+    ASSERT_TRUE(d->account.has_value()) << ring->Find(1)->scheme;
+    EXPECT_EQ(*d->account, 4242u);
+    const double provider_share = static_cast<double>(d->provider_tuples) / static_cast<double>(d->tokens_scored);
+    EXPECT_NEAR(provider_share, ring == &current ? 0.75 : 0.5, 0.08);
+  }
+}
+
+// Corpus de-duplication: a tuple scored in an earlier document is not scored again.
+TEST(Detector, CorpusTuplesSkipTuplesOfEarlierDocuments) {
+  const Keyring ring = TestKeyring("gumbel");
+  auto det = Detector::Create(ring);
+  const auto doc = Generate(ring, 3, 200, 71);
+  TupleSet corpus;
+  DetectOptions o;
+  o.corpus_tuples = &corpus;
+  auto first = det->Detect(doc, o);
+  ASSERT_TRUE(first.ok());
+  EXPECT_GT(first->tokens_scored, 150);
+  EXPECT_EQ(static_cast<int64_t>(corpus.size()), first->tokens_scored);
+  auto again = det->Detect(doc, o);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->tokens_scored, 0);
+  EXPECT_FALSE(again->watermarked);
+}
+
+// Entropy filter: tokens whose entropy is below the threshold are not scored; the rest are
+// scored exactly as without the filter.
+TEST(Detector, EntropyFilterDropsLowEntropyTokensOnly) {
+  const Keyring ring = TestKeyring("gumbel");
+  auto det = Detector::Create(ring);
+  const auto doc = Generate(ring, 3, 300, 81);
+  auto plain = det->Detect(doc, DetectOptions{});
+  ASSERT_TRUE(plain.ok());
+  std::vector<float> entropy(doc.size(), 2.0f);
+  DetectOptions o;
+  o.token_entropy = entropy;
+  o.min_entropy = 0.5;
+  auto all_high = det->Detect(doc, o);
+  ASSERT_TRUE(all_high.ok());
+  EXPECT_EQ(all_high->tokens_scored, plain->tokens_scored);
+  EXPECT_DOUBLE_EQ(all_high->log10_p_value, plain->log10_p_value);
+  for (size_t i = 0; i < entropy.size(); i += 2) entropy[i] = 0.1f;  // every other token
+  auto half = det->Detect(doc, o);
+  ASSERT_TRUE(half.ok());
+  EXPECT_NEAR(static_cast<double>(half->tokens_scored), plain->tokens_scored / 2.0, 10.0);
+  std::fill(entropy.begin(), entropy.end(), 0.0f);
+  auto none = det->Detect(doc, o);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->tokens_scored, 0);
+}
+
 TEST(CorpusDetector, PoolsUniqueTuplesAcrossDocuments) {
   const Keyring ring = TestKeyring("gumbel");
   auto corpus = CorpusDetector::Create(ring, 0, std::nullopt);

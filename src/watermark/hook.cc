@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "tracemark/watermark/synthid_hf.h"
+
 namespace tracemark::watermark {
 
 namespace {
@@ -178,6 +180,7 @@ Result<std::unique_ptr<SamplerHook>> MakeWatermarkHook(const Keyring& keyring, u
   const KeyVersion* v = keyring.Find(version);
   if (v == nullptr) return NotFound("keyring: no active key version");
   TM_ASSIGN_OR_RETURN(SchemeParams params, ParseSchemeSpec(v->scheme));
+  if (params.kind == SchemeKind::kSynthIdHf) return MakeSynthIdHfHook(keyring, version, params);
   if (account_id >= params.AccountSpace()) {
     return InvalidArgument("account id " + std::to_string(account_id) + " is outside the payload space [0, " +
                            std::to_string(params.AccountSpace()) + ") of scheme '" + v->scheme +

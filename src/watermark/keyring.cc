@@ -191,7 +191,7 @@ std::string Keyring::Describe() const {
   for (const auto& v : versions_) {
     auto fp = Fingerprint(v.version);
     out += "version " + std::to_string(v.version) + (v.version == active_ ? " (active)" : "") +
-           " created " + v.created + " scheme " + v.scheme + " fingerprint " +
+           " created " + v.created + " scheme " + PublicSchemeSpec(v.scheme) + " fingerprint " +
            (fp.ok() ? *fp : std::string("?")) + "\n";
   }
   return out;

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <string>
 
+#include "tracemark/watermark/synthid_hf.h"
+
 namespace tracemark::watermark {
 namespace {
 
@@ -34,6 +36,31 @@ Result<int> ParseInt(std::string_view key, std::string_view text) {
   return v;
 }
 
+// "P/Y/A": provider, payload and account lanes in eighths; every lane >= 1, sum 8.
+Status ParseLanes(std::string_view text, SchemeParams& p) {
+  int parts[3] = {0, 0, 0};
+  size_t k = 0;
+  for (int i = 0; i < 3; ++i) {
+    const size_t slash = text.find('/', k);
+    const std::string_view part = text.substr(k, slash == std::string_view::npos ? slash : slash - k);
+    const auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), parts[i]);
+    if (ec != std::errc() || ptr != part.data() + part.size() || part.empty() ||
+        (i < 2 && slash == std::string_view::npos) || (i == 2 && slash != std::string_view::npos)) {
+      return InvalidArgument("scheme spec: lanes must be P/Y/A (eighths, e.g. 6/1/1), got '" +
+                             std::string(text) + "'");
+    }
+    k = slash + 1;
+  }
+  if (parts[0] < 1 || parts[1] < 1 || parts[2] < 1 ||
+      parts[0] + parts[1] + parts[2] != static_cast<int>(kLaneEighths)) {
+    return InvalidArgument("scheme spec: lanes P/Y/A must each be >= 1 and sum to 8, got '" +
+                           std::string(text) + "'");
+  }
+  p.provider_eighths = static_cast<uint32_t>(parts[0]);
+  p.payload_eighths = static_cast<uint32_t>(parts[1]);
+  return Status();
+}
+
 }  // namespace
 
 std::string_view SchemeParams::Name() const {
@@ -44,11 +71,14 @@ std::string_view SchemeParams::Name() const {
       return context_width == 1 ? "kgw-lefthash" : "kgw-selfhash";
     case SchemeKind::kSynthId:
       return "synthid";
+    case SchemeKind::kSynthIdHf:
+      return "synthid-hf";
   }
   return "unknown";
 }
 
 std::string SchemeParams::ToSpec() const {
+  if (kind == SchemeKind::kSynthIdHf) return "synthid-hf:" + synthid_hf;
   std::string s(Name());
   s += ":h=" + std::to_string(context_width);
   switch (kind) {
@@ -61,10 +91,16 @@ std::string SchemeParams::ToSpec() const {
     case SchemeKind::kSynthId:
       s += ",layers=" + std::to_string(layers);
       break;
+    case SchemeKind::kSynthIdHf:
+      break;
   }
   s += ",payload=" + std::to_string(payload_digits);
   s += ",dedup=" + std::string(skip_repeated_contexts ? "1" : "0");
   s += ",history=" + std::to_string(context_history);
+  if (provider_eighths != kProviderLaneEighths || payload_eighths != kPayloadLaneEighths) {
+    s += ",lanes=" + std::to_string(provider_eighths) + "/" + std::to_string(payload_eighths) + "/" +
+         std::to_string(kLaneEighths - provider_eighths - payload_eighths);
+  }
   return s;
 }
 
@@ -72,6 +108,14 @@ Result<SchemeParams> ParseSchemeSpec(std::string_view spec) {
   SchemeParams p;
   const size_t colon = spec.find(':');
   const std::string_view name = spec.substr(0, colon);
+  if (name == "synthid-hf") {
+    p.kind = SchemeKind::kSynthIdHf;
+    TM_ASSIGN_OR_RETURN(SynthIdHfConfig hf, ParseSynthIdHfParams(colon == std::string_view::npos
+                                                                      ? std::string_view()
+                                                                      : spec.substr(colon + 1)));
+    p.synthid_hf = hf.ToParams();
+    return p;
+  }
   if (name == "gumbel") {
     p.kind = SchemeKind::kGumbel;
     p.context_width = 4;
@@ -86,7 +130,7 @@ Result<SchemeParams> ParseSchemeSpec(std::string_view spec) {
     p.context_width = 4;
   } else {
     return InvalidArgument("scheme spec: unknown scheme '" + std::string(name) +
-                           "' (expected gumbel, kgw-lefthash, kgw-selfhash or synthid)");
+                           "' (expected gumbel, kgw-lefthash, kgw-selfhash, synthid or synthid-hf)");
   }
   std::string_view rest = colon == std::string_view::npos ? std::string_view() : spec.substr(colon + 1);
   while (!rest.empty()) {
@@ -116,6 +160,8 @@ Result<SchemeParams> ParseSchemeSpec(std::string_view spec) {
       p.skip_repeated_contexts = v == 1;
     } else if (key == "history") {
       TM_ASSIGN_OR_RETURN(p.context_history, ParseInt(key, value));
+    } else if (key == "lanes") {
+      TM_RETURN_IF_ERROR(ParseLanes(value, p));
     } else {
       return InvalidArgument("scheme spec: unknown parameter '" + std::string(key) + "'");
     }
@@ -141,6 +187,13 @@ Result<SchemeParams> ParseSchemeSpec(std::string_view spec) {
   return p;
 }
 
+std::string PublicSchemeSpec(std::string_view spec) {
+  const size_t colon = spec.find(':');
+  if (spec.substr(0, colon) != "synthid-hf") return std::string(spec);
+  auto hf = ParseSynthIdHfParams(colon == std::string_view::npos ? std::string_view() : spec.substr(colon + 1));
+  return hf.ok() ? "synthid-hf:" + hf->ToPublicParams() : std::string("synthid-hf:(unparsable)");
+}
+
 ContextInfo HashContext(uint64_t context_key, const SchemeParams& params,
                         std::span<const int32_t> tokens, size_t end) {
   // Up to four tokens per Philox block; wider contexts chain blocks through the hash.
@@ -162,9 +215,9 @@ ContextInfo ContextFromBlock(const PhiloxBlock& block, const SchemeParams& param
   ContextInfo info;
   info.hash = (static_cast<uint64_t>(block[1]) << 32) | block[0];
   const uint32_t lane_word = block[2] >> 29;  // eighths
-  if (lane_word < kProviderLaneEighths) {
+  if (lane_word < params.provider_eighths) {
     info.lane = Lane::kProvider;
-  } else if (lane_word < kProviderLaneEighths + kPayloadLaneEighths) {
+  } else if (lane_word < params.provider_eighths + params.payload_eighths) {
     info.lane = Lane::kPayload;
     info.position = static_cast<int>(block[3] % static_cast<uint32_t>(params.payload_digits));
   } else {

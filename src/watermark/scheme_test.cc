@@ -43,6 +43,37 @@ TEST(SchemeSpec, RejectsBadInput) {
   }
 }
 
+// Key versions stored before `lanes` existed must parse to the same lanes and the same canonical
+// text (the spec is part of the HKDF info, so a changed ToSpec would change every derived key).
+TEST(SchemeSpec, LanesParameterKeepsStoredSpecsUnchanged) {
+  const char* stored = "gumbel:h=4,unkeyed=0.1,payload=5,dedup=1,history=8192";
+  auto legacy = ParseSchemeSpec(stored);
+  ASSERT_TRUE(legacy.ok());
+  EXPECT_EQ(legacy->provider_eighths, kProviderLaneEighths);
+  EXPECT_EQ(legacy->payload_eighths, kPayloadLaneEighths);
+  EXPECT_EQ(legacy->ToSpec(), stored);
+  auto six = ParseSchemeSpec("gumbel:lanes=6/1/1");
+  ASSERT_TRUE(six.ok()) << six.status().message();
+  EXPECT_EQ(six->provider_eighths, 6u);
+  EXPECT_EQ(six->payload_eighths, 1u);
+  EXPECT_NE(six->ToSpec().find(",lanes=6/1/1"), std::string::npos) << six->ToSpec();
+  EXPECT_EQ(ParseSchemeSpec(six->ToSpec())->ToSpec(), six->ToSpec());
+  EXPECT_EQ(ParseSchemeSpec("gumbel:lanes=4/2/2")->ToSpec().find("lanes"), std::string::npos);
+  for (const char* bad : {"gumbel:lanes=8/0/0", "gumbel:lanes=6/1", "gumbel:lanes=5/2/2", "gumbel:lanes=6/1/1/0",
+                          "gumbel:lanes=a/b/c", "gumbel:lanes=", "gumbel:lanes=7/0/1"}) {
+    EXPECT_FALSE(ParseSchemeSpec(bad).ok()) << bad;
+  }
+  // The split is what HashContext assigns.
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 40000; ++i) tokens.push_back((i * 7919) % 49152);
+  int lanes[3] = {0, 0, 0};
+  for (size_t i = 4; i < tokens.size(); ++i) ++lanes[static_cast<int>(HashContext(99, *six, tokens, i).lane)];
+  const double n = static_cast<double>(tokens.size() - 4);
+  EXPECT_NEAR(lanes[0] / n, 0.75, 0.02);
+  EXPECT_NEAR(lanes[1] / n, 0.125, 0.02);
+  EXPECT_NEAR(lanes[2] / n, 0.125, 0.02);
+}
+
 TEST(HashContext, LanesAreBalancedAndDeterministic) {
   auto p = *ParseSchemeSpec("gumbel");
   std::vector<int32_t> tokens;

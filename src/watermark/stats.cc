@@ -118,6 +118,15 @@ double LogGammaUpperTail(int64_t n, double x) {
   return LogUpperGammaFraction(a, x);
 }
 
+double LogGammaLowerTail(int64_t n, double x) {
+  if (n <= 0) return 0.0;
+  if (!(x > 0.0)) return -std::numeric_limits<double>::infinity();
+  const double a = static_cast<double>(n);
+  if (std::isinf(x)) return 0.0;
+  if (x < a + 1.0) return LogLowerGammaSeries(a, x);
+  return std::log1p(-std::exp(LogUpperGammaFraction(a, x)));
+}
+
 double LogBinomialUpperTail(int64_t k, int64_t n, double p) {
   if (k <= 0) return 0.0;
   if (k > n) return -std::numeric_limits<double>::infinity();

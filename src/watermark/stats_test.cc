@@ -55,6 +55,31 @@ TEST(Stats, ClosedForms) {
   EXPECT_NEAR(LogBinomialUpperTail(1, 10, 0.5), std::log1p(-std::pow(2.0, -10)), 1e-15);
 }
 
+// log P(Gamma(n, 1) <= x): mpmath log(gammainc(n, 0, x, regularized=True)) at 50 digits.
+TEST(Stats, GammaLowerTailMatchesMpmath) {
+  struct Case {
+    int64_t n;
+    double x, want;
+  };
+  const Case cases[] = {
+      {1, 0.5, -0.93275212956718857189},     {2, 0.1, -5.3647050287321111882},
+      {10, 3.0, -6.8101857170363962151},     {50, 20.0, -18.20082851673024756},
+      {100, 60.0, -13.422436818303799892},   {200, 150.0, -9.7707609832085637043},
+      {1000, 800.0, -25.926014915879313975}, {1000, 1100.0, -0.0010598847333686435803},
+      {5, 1e-3, -39.327101461104878397},     {400, 100.0, -258.14604590193459308},
+  };
+  for (const Case& c : cases) {
+    EXPECT_NEAR(LogGammaLowerTail(c.n, c.x), c.want, 1e-9 + 2e-12 * std::fabs(c.want)) << c.n << " " << c.x;
+  }
+  // P(Gamma(1) <= x) = 1 - e^-x; lower + upper = 1.
+  for (double x : {0.01, 0.7, 3.0, 30.0}) {
+    EXPECT_NEAR(LogGammaLowerTail(1, x), std::log(-std::expm1(-x)), 1e-12);
+    EXPECT_NEAR(std::exp(LogGammaLowerTail(37, x)) + std::exp(LogGammaUpperTail(37, x)), 1.0, 1e-12);
+  }
+  EXPECT_EQ(LogGammaLowerTail(0, 1.0), 0.0);
+  EXPECT_TRUE(std::isinf(LogGammaLowerTail(3, 0.0)));
+}
+
 TEST(Stats, EdgesAndNeverZero) {
   EXPECT_EQ(LogGammaUpperTail(0, 5.0), 0.0);
   EXPECT_EQ(LogGammaUpperTail(10, 0.0), 0.0);

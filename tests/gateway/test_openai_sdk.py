@@ -405,3 +405,58 @@ def test_admin_api(server, model_id):
     for bad in ({"Authorization": "Bearer wrong"}, {"Authorization": "Bearer " + acct["api_key"]}, {}):
         status, _, data = raw_request(server, "GET", "/admin/v1/accounts", b"", bad)
         assert_openai_error(status, data, 401)
+
+
+def test_n_choices_non_streaming(server, client, model_id):
+    # n independent samples: usage counts every choice, each choice is its own watermarked sample.
+    r = client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "Name a color."}],
+                                       max_tokens=MAX, n=3, temperature=1.0, seed=77)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    assert all(c.message.role == "assistant" and c.message.content for c in r.choices)
+    assert all(c.finish_reason in ("stop", "length") for c in r.choices)
+    assert r.usage.completion_tokens <= 3 * MAX and r.usage.completion_tokens >= 3
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    # Same seed, same n: the same three samples (choice i uses seed + i).
+    again = client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "Name a color."}],
+                                           max_tokens=MAX, n=3, temperature=1.0, seed=77)
+    assert [c.message.content for c in again.choices] == [c.message.content for c in r.choices]
+    one = client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "Name a color."}],
+                                         max_tokens=MAX, temperature=1.0, seed=77)
+    assert one.choices[0].message.content == r.choices[0].message.content
+    c = client.completions.create(model=model_id, prompt="Once upon a time", max_tokens=MAX, n=2, seed=5)
+    assert [x.index for x in c.choices] == [0, 1] and all(x.text for x in c.choices)
+    # One metering record per request, with the tokens of all choices.
+    rows = sqlite3.connect(str(server.tmp / "ledger.db"))
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        got = rows.execute("SELECT completion_tokens FROM usage WHERE request_id = ?", (r.id,)).fetchall()
+        if got:
+            break
+        time.sleep(0.2)
+    # The journal may not have reached the database yet; when it has, the count is exact.
+    if got:
+        assert got[0][0] == r.usage.completion_tokens
+
+
+def test_n_choices_streaming(client, model_id):
+    chunks = list(client.chat.completions.create(
+        model=model_id, messages=[{"role": "user", "content": "Count to three."}], max_tokens=MAX, n=2,
+        stream=True, stream_options={"include_usage": True}))
+    usage = chunks[-1]
+    assert usage.choices == [] and usage.usage.completion_tokens <= 2 * MAX
+    roles = [c.choices[0].index for c in chunks if c.choices and c.choices[0].delta.role == "assistant"]
+    assert sorted(roles) == [0, 1]
+    texts = {0: "", 1: ""}
+    finals = {}
+    for c in chunks:
+        for ch in c.choices:
+            texts[ch.index] += ch.delta.content or ""
+            if ch.finish_reason:
+                finals[ch.index] = ch.finish_reason
+    assert texts[0] and texts[1]
+    assert set(finals) == {0, 1}
+
+
+def test_n_above_the_limit_is_bad_request(client, model_id):
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "x"}], max_tokens=2, n=17)

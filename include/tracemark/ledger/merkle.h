@@ -41,6 +41,26 @@ bool VerifyInclusion(uint64_t index, uint64_t tree_size, const Hash& leaf_hash,
 bool VerifyConsistency(uint64_t old_size, uint64_t new_size, const Hash& old_root,
                        const Hash& new_root, std::span<const Hash> proof);
 
+// The compact range [0, n) of an RFC 6962 tree (the Merkle "frontier"): the roots of the
+// perfect subtrees that n's binary digits give, largest (leftmost) first, at most 64 of them.
+// Append() merges equal-size subtrees (O(log n) hashes, amortized 2); Root() folds them right to
+// left (O(log n)) and equals TreeHash() of every leaf appended so far. Lets a log append and
+// sign a new checkpoint without reading its earlier entries. A value type; not thread-safe.
+class MerkleFrontier {
+ public:
+  uint64_t size() const { return size_; }
+  const std::vector<Hash>& nodes() const { return nodes_; }
+  void Append(const Hash& leaf_hash);
+  Hash Root() const;
+  // Binary form: 8-byte little-endian size, then 32 bytes per node (popcount(size) nodes).
+  std::string Serialize() const;
+  static Result<MerkleFrontier> Parse(std::string_view bytes);
+
+ private:
+  uint64_t size_ = 0;
+  std::vector<Hash> nodes_;
+};
+
 std::string HexEncode(std::span<const uint8_t> bytes);
 // Parses lowercase or uppercase hex of exactly 2 * out.size() digits.
 bool HexDecode(std::string_view hex, std::span<uint8_t> out);

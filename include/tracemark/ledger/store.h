@@ -1,12 +1,13 @@
 // LedgerStore: durable state of the gateway behind one interface (accounts, API keys, usage
 // records, the audit log and its signed checkpoints, small metadata). SQLite (WAL mode) is the
-// embedded backend (`sqlite:PATH`); a PostgreSQL backend is planned behind the same interface.
+// embedded backend (`sqlite:PATH`); PostgreSQL (`postgresql://...`, libpqxx) serves several
+// replicas from one database.
 // The on-disk schema is documented in docs/formats/ledger.md.
 //
-// Thread-safety: a LedgerStore may be used from any number of threads; the SQLite backend
-// serializes calls on one connection. Several processes may open the same database (the server
-// and the `tracemark accounts` CLI): writes that must be atomic across processes (audit
-// appends) run in IMMEDIATE transactions.
+// Thread-safety: a LedgerStore may be used from any number of threads; both backends serialize
+// calls on one connection. Several processes may open the same database (server replicas and
+// the `tracemark accounts` CLI): writes that must be atomic across processes (audit appends,
+// account ids) run in IMMEDIATE transactions (SQLite) or under advisory locks (PostgreSQL).
 #pragma once
 
 #include <cstdint>
@@ -111,6 +112,14 @@ class LedgerStore {
   virtual Result<uint64_t> AppendAudit(
       const std::function<std::string(uint64_t)>& make_body,
       const std::function<Result<CheckpointRow>(std::span<const Hash>)>& sign) = 0;
+  // The same, but `sign(tree_size, root)` gets the new tree's RFC 6962 root. A store that keeps
+  // the Merkle frontier (SQLite: meta key "audit_frontier") appends in O(log n) without reading
+  // earlier entries; this default reads every leaf (O(n)).
+  virtual Result<uint64_t> AppendAuditRoot(
+      const std::function<std::string(uint64_t)>& make_body,
+      const std::function<Result<CheckpointRow>(uint64_t, const Hash&)>& sign) {
+    return AppendAudit(make_body, [&](std::span<const Hash> leaves) { return sign(leaves.size(), TreeHash(leaves)); });
+  }
   virtual Result<std::vector<AuditRow>> ReadAudit() = 0;
   virtual Result<std::vector<CheckpointRow>> ReadCheckpoints() = 0;
 
@@ -118,9 +127,13 @@ class LedgerStore {
   virtual Status SetMeta(std::string_view key, std::string_view value) = 0;
 };
 
-// Opens (creating if needed) the store named by url: "sqlite:PATH". postgresql:// URLs are
-// recognized and refused with kUnimplemented in this build.
+// Opens (creating if needed) the store named by url: "sqlite:PATH" or a libpq URI
+// "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAMS]" (also "postgres://"). Both migrate the
+// schema at open.
 Result<std::unique_ptr<LedgerStore>> OpenLedgerStore(std::string_view url);
+
+// Whether url names a PostgreSQL ledger.
+bool IsPostgresUrl(std::string_view url);
 
 // The file path of a sqlite: URL, or an error for other schemes.
 Result<std::string> SqlitePathFromUrl(std::string_view url);

@@ -4,13 +4,14 @@
 // batches to `threads` workers through a bounded queue (memory stays bounded), each worker with
 // its own DocumentScorer, and writes under out_dir:
 //   shards/<RRRRR-of-WWWWW>.results.jsonl   flagged documents, sorted by (file, record)
-//   shards/<RRRRR-of-WWWWW>.tokens.bin      their token ids, for the pooled corpus test
+//   shards/<RRRRR-of-WWWWW>.tuples.bin      the shard's unique pool tuples, sorted (scorer.h)
 //   shards/<RRRRR-of-WWWWW>.summary.json    counts, errors with locations, flagged per account
 //   completions/<RRRRR-of-WWWWW>            the job description; written last
 // every file through temp + fsync + rename. A rank whose completion marker holds the same job
 // is skipped; one holding another job is an error. MergeShards checks that every rank of one
 // world size is complete and writes results.jsonl and summary.json, which are byte-identical
-// for any thread count and world size. Both functions may run concurrently only on different
+// for any thread count and world size: the corpus-level test unions the shards' sorted tuple
+// sets (each tuple once across the corpus) and sums scores in tuple order. Both functions may run concurrently only on different
 // out_dir/rank pairs.
 #pragma once
 
@@ -30,8 +31,16 @@ inline constexpr int kMaxThreads = 256;
 inline constexpr size_t kBatchDocs = 64;
 inline constexpr size_t kBatchBytes = 1u << 20;
 inline constexpr size_t kQueueBatchesPerThread = 2;
-// Largest shard results/tokens file merge reads.
+// Largest shard results/summary file merge reads.
 inline constexpr size_t kMaxShardFileBytes = size_t{16} << 30;
+// Memory for pool tuples buffered by all workers of a shard; a full buffer is sorted,
+// de-duplicated and spilled to a run file under the shard's folder (merged at the end).
+inline constexpr size_t kDefaultPoolMemoryBytes = size_t{256} << 20;
+inline constexpr size_t kMinPoolRunTuples = 256;
+// Read buffer per sorted run or shard tuples file during a k-way merge.
+inline constexpr size_t kPoolReadBufferTuples = size_t{1} << 14;
+// Accounts tested by the corpus-level pool at merge (the most-flagged ones first).
+inline constexpr size_t kMaxPooledAccounts = 4096;
 
 struct ScanJob {
   std::vector<std::string> files;  // expanded and sorted (inputs.h)
@@ -45,6 +54,7 @@ struct ShardOptions {
   int threads = 1;
   std::string out_dir;
   bool progress = false;  // draw a progress bar on stderr (callers pass isatty(2))
+  size_t pool_memory_bytes = kDefaultPoolMemoryBytes;
 };
 
 struct ScanCounts {
@@ -54,7 +64,9 @@ struct ScanCounts {
   uint64_t flagged = 0;
   uint64_t errors = 0;
   std::map<std::string, uint64_t> errors_by_kind;
-  std::map<std::string, uint64_t> flagged_per_account;  // "" = flagged, not attributed
+  std::map<uint64_t, uint64_t> flagged_per_account;  // account id -> flagged documents
+  uint64_t flagged_unattributed = 0;
+  uint64_t pool_tuples = 0;  // unique pool tuples written by the shard (merge: the corpus's)
 };
 
 struct ShardReport {

@@ -4,9 +4,11 @@
 // thread its own Detector (scratch buffers), sharing the immutable Tokenizer and Keyring.
 // Texts are encoded without special tokens; PII placeholders ("[EMAIL]", "<NAME>", ...) are
 // masked so that tuples touching them are skipped; scoring stops at the first end-of-generation
-// token. NewPool() builds the detector's corpus-level test (tuples de-duplicated across the
-// whole corpus) for one (account, key version). The object must outlive its scorers and pools;
-// NewScorer/NewPool/Identity are safe to call from several threads.
+// token. Every document also yields its pool tuples (provider and account lanes of every key
+// version, same masking and context rule as watermark::CorpusDetector); NewLaneScorer() scores
+// them at merge with the provider key or one account's key (exact detector word scores and
+// tails). The object must outlive its scorers; NewScorer/NewLaneScorer/Identity are safe to call
+// from several threads.
 #pragma once
 
 #include <memory>
@@ -42,7 +44,9 @@ class WatermarkScoring : public ScorerFactory, public PoolFactory {
 
   Result<std::unique_ptr<DocumentScorer>> NewScorer() override;
   std::string Identity() const override { return identity_; }
-  Result<std::unique_ptr<CorpusPool>> NewPool(uint64_t account, int key_version) override;
+  Result<std::unique_ptr<LaneScorer>> NewLaneScorer(int key_version,
+                                                    std::optional<uint64_t> account) override;
+  struct PoolVersion;
 
  private:
   WatermarkScoring() = default;
@@ -51,6 +55,7 @@ class WatermarkScoring : public ScorerFactory, public PoolFactory {
   std::unique_ptr<gguf::GgufFile> gguf_;
   std::unique_ptr<text::Tokenizer> tokenizer_;
   std::vector<int32_t> eos_ids_;
+  std::vector<PoolVersion> versions_;
   std::string identity_;
 };
 

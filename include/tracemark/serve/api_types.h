@@ -23,6 +23,8 @@ inline constexpr int32_t kMaxCompletionTokensLimit = 4096;
 inline constexpr size_t kMaxModelNameBytes = 256;
 inline constexpr size_t kMaxUserBytes = 256;
 inline constexpr size_t kMaxPromptTokenIds = 32768;
+// Choices per request (`n`): each an independent watermarked sample, decoded in the same batch.
+inline constexpr int32_t kMaxChoices = 16;
 
 struct ApiError {
   int http_status = 400;

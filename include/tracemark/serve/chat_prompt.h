@@ -20,6 +20,8 @@ namespace tracemark::serve {
 class ChatPrompt {
  public:
   static Result<std::unique_ptr<ChatPrompt>> Create(const Model& model, const text::Tokenizer& tokenizer);
+  // With a given template (the mock engine's ChatML); `tokenizer` must outlive the result.
+  static std::unique_ptr<ChatPrompt> FromTemplate(ChatTemplate tmpl, const text::Tokenizer& tokenizer);
   Result<std::vector<int32_t>> Render(const std::vector<ChatMessage>& messages) const;
 
  private:

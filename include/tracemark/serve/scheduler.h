@@ -38,6 +38,7 @@ struct SchedulerOptions {
   int32_t max_batch = 256;                   // tokens per Decode
   int32_t threads = 2;
   size_t max_queued = kDefaultMaxQueuedJobs; // beyond this Submit fails (503)
+  bool profile = false;  // time Decode phases and the per-step sampling (stats(); benchmarks)
 };
 
 struct GenerationEvent {
@@ -47,6 +48,7 @@ struct GenerationEvent {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
   Status status;              // non-OK when the job failed
+  int32_t choice = 0;         // which of a request's n choices (set by the job's sink)
 };
 
 struct GenerationJob {
@@ -67,20 +69,36 @@ struct SchedulerStats {
   int64_t active = 0;
   int64_t queued = 0;
   uint64_t jobs_finished = 0;
+  // With SchedulerOptions::profile: wall time inside Decode by phase, and in the serial part
+  // after it (sampling with the hook, detokenizing, stop strings, sinks).
+  DecodeProfile decode;
+  double sample_ms = 0;
 };
 
-class Scheduler {
+// What the gateway needs from a generation engine: the Scheduler below over a real model, or
+// the fixed-latency MockEngine (serve/mock_engine.h) that gateway benchmarks run against.
+// Implementations are thread-safe as documented for Scheduler.
+class GenerationEngine {
+ public:
+  virtual ~GenerationEngine() = default;
+  // Queues a job. Fails (ResourceExhausted) when the queue is full; the sink is then not called.
+  virtual Status Submit(std::shared_ptr<GenerationJob> job) = 0;
+  virtual SchedulerStats stats() const = 0;
+  virtual int32_t slot_context() const = 0;
+  virtual int32_t vocab_size() const = 0;
+};
+
+class Scheduler final : public GenerationEngine {
  public:
   // `model` and `tokenizer` are not owned and must outlive the scheduler.
   static Result<std::unique_ptr<Scheduler>> Create(const Model& model, const text::Tokenizer& tokenizer,
                                                    const SchedulerOptions& options);
-  ~Scheduler();  // fails queued and active jobs, joins the thread
+  ~Scheduler() override;  // fails queued and active jobs, joins the thread
 
-  // Queues a job. Fails (ResourceExhausted) when the queue is full; the sink is then not called.
-  Status Submit(std::shared_ptr<GenerationJob> job);
-  SchedulerStats stats() const;
-  int32_t slot_context() const { return options_.slot_context; }
-  int32_t vocab_size() const { return vocab_size_; }
+  Status Submit(std::shared_ptr<GenerationJob> job) override;
+  SchedulerStats stats() const override;
+  int32_t slot_context() const override { return options_.slot_context; }
+  int32_t vocab_size() const override { return vocab_size_; }
 
  private:
   struct Slot;

@@ -18,6 +18,7 @@
 
 #include "tracemark/base/status.h"
 #include "tracemark/monitor/monitor.h"
+#include "tracemark/serve/mock_engine.h"
 #include "tracemark/serve/scheduler.h"
 
 namespace tracemark::serve {
@@ -50,10 +51,16 @@ struct ServerOptions {
   std::string model_path;
   std::string model_id;             // default: the model file name without .gguf
   std::string keyring_path;
-  std::string db_url;               // sqlite:PATH
-  std::string usage_journal_dir;    // default: <sqlite path>.usage-journal
+  std::string db_url;               // sqlite:PATH or postgresql://...
+  std::string usage_journal_dir;    // default: <sqlite path>.usage-journal (required for PostgreSQL)
+  // redis://HOST:PORT: per-account request/token buckets shared by every replica (docs/api.md).
+  std::string redis_url;
   std::string admin_token_file;     // empty: admin API off
   SchedulerOptions scheduler;
+  // "model" (default): the GGUF at model_path. "mock": the fixed-latency MockEngine with its
+  // byte tokenizer and ChatML, no model file (gateway benchmarks; serve/mock_engine.h).
+  std::string engine = "model";
+  MockEngineOptions mock;
   // When the ledger has no account yet, create "demo" and print its key and a curl example.
   bool create_demo_account = false;
   // Distillation monitor (docs/monitor.md): every completed request is observed; Evaluate runs

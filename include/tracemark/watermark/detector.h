@@ -33,6 +33,9 @@ namespace tracemark::watermark {
 inline constexpr double kDefaultThreshold = 1e-6;
 inline constexpr int kDefaultWindowTuples = 48;
 inline constexpr int kDefaultMaxCandidates = 16;
+// DetectOptions::min_entropy (nats of the model's temperature-1 distribution; see
+// docs/watermark.md for the measurement behind it).
+inline constexpr double kDefaultMinEntropy = 0.3;
 inline constexpr int kMaxCandidatesLimit = 4096;
 // Attribution is attempted only when the provider lane alone (whole text or best window) has
 // p below this; see DetectVersion.
@@ -48,6 +51,18 @@ struct DetectOptions {
   int window_tuples = kDefaultWindowTuples;      // provider-lane tuples per window; 0 = off
   int max_candidates = kDefaultMaxCandidates;    // list-decoding size for attribution
   int version = 0;                               // 0 = every version in the keyring
+  // Corpus-level de-duplication: when set, a tuple already in this set (scored in an earlier
+  // document) is skipped, and every tuple scored here is added. Documents of one corpus then
+  // share no tuple, so for a fixed key their p-values are independent (per-key calibration,
+  // docs/watermark.md). Not owned; one set per corpus and thread.
+  TupleSet* corpus_tuples = nullptr;
+  // Entropy filter (SWEET, Lee et al. 2023): token_entropy[i] is the entropy in nats of a model's
+  // next-token distribution before token i, computed from the text alone (no key); tuples whose
+  // token has entropy below min_entropy are not scored. Near-deterministic tokens carry no
+  // watermark evidence but add null noise, so dropping them raises power; the selection does not
+  // depend on the key, so every test stays exact. Empty = off (positions past the end: scored).
+  std::span<const float> token_entropy;
+  double min_entropy = kDefaultMinEntropy;
 };
 
 struct MarkedSpan {
@@ -74,6 +89,7 @@ struct Detection {
   int candidates_verified = 0;
   bool attribution_in_spans = false;  // attribution used only the tuples inside `spans`
   int versions_tested = 0;
+  std::string account_note;  // why no account can be named (e.g. synthid-hf has no account lanes)
 };
 
 // Sufficient statistic of a set of scores under one key/slot.

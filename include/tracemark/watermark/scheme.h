@@ -6,10 +6,11 @@
 //   kgw-lefthash   KGW green list, context width h=1: +delta on green logits; green ~ Bern(gamma)
 //   kgw-selfhash   same with h=4 (the candidate is always part of the PRF input, SBW-style)
 //   synthid        SynthID-Text tournament (closed form), m layers of Bernoulli(1/2) g-values
-// Attribution lanes: the keyed context hash puts each (context) in one of three lanes:
-//   provider lane  (4/8 of contexts) provider key, slot 0            -> "is it ours?"
-//   payload lane   (2/8) provider key, slot 4 + 16*position + digit   -> decodes the account id
-//   account lane   (2/8) the account's own key, slot 0               -> verifies the decoded id
+// Attribution lanes: the keyed context hash puts each (context) in one of three lanes, shares set
+// by the `lanes=P/Y/A` parameter (eighths; 4/2/2 when absent, e.g. 6/1/1 for more power):
+//   provider lane  provider key, slot 0                          -> "is it ours?"
+//   payload lane   provider key, slot 4 + 16*position + digit     -> decodes the account id
+//   account lane   the account's own key, slot 0                 -> verifies the decoded id
 // Plain values; thread-safe as values.
 #pragma once
 
@@ -23,15 +24,17 @@
 
 namespace tracemark::watermark {
 
-enum class SchemeKind { kGumbel, kKgw, kSynthId };
+enum class SchemeKind { kGumbel, kKgw, kSynthId, kSynthIdHf };  // kSynthIdHf: synthid_hf.h
 
 inline constexpr int kMaxContextWidth = 8;
 inline constexpr int kMaxSynthIdLayers = 32;  // one 32-bit word per (context, token, slot)
 inline constexpr int kPayloadRadix = 16;      // 4 bits per payload digit
 inline constexpr int kMaxPayloadDigits = 8;   // up to 2^32 account ids
-// Lane thresholds on the 32-bit lane word, in eighths of the space.
+// Lane shares on the 32-bit lane word, in eighths of the space. The values of key versions
+// created before lanes were a parameter (specs without `lanes=`): provider 4, payload 2, account 2.
 inline constexpr uint32_t kProviderLaneEighths = 4;
 inline constexpr uint32_t kPayloadLaneEighths = 2;
+inline constexpr uint32_t kLaneEighths = 8;
 
 struct SchemeParams {
   SchemeKind kind = SchemeKind::kGumbel;
@@ -44,6 +47,12 @@ struct SchemeParams {
   bool skip_repeated_contexts = true;
   // Bounded per-request history of watermarked contexts (repeated-context skipping).
   int context_history = 8192;
+  // Lane split in eighths (provider / payload; the account lane gets the rest), every lane >= 1.
+  uint32_t provider_eighths = kProviderLaneEighths;
+  uint32_t payload_eighths = kPayloadLaneEighths;
+  // synthid-hf (transformers-compatible SynthID-Text, synthid_hf.h): its canonical parameter
+  // list; the fields above do not apply to it.
+  std::string synthid_hf;
 
   uint64_t AccountSpace() const { return uint64_t{1} << (4 * payload_digits); }
   // Canonical text form, recorded in the keyring and in detection results.
@@ -51,11 +60,22 @@ struct SchemeParams {
   std::string_view Name() const;
 };
 
-// Parses "gumbel", "kgw-lefthash", "kgw-selfhash", "synthid", optionally followed by
+// Parses "gumbel", "kgw-lefthash", "kgw-selfhash", "synthid" ("synthid-hf" takes its own
+// parameters, see ParseSynthIdHfParams in synthid_hf.h), optionally followed by
 // ":key=value,..." with keys h, gamma, delta, layers, unkeyed, payload (digits), dedup (0/1),
-// history. Validates ranges; errors name the offending key.
+// history, lanes (P/Y/A eighths for the provider, payload and account lanes, summing to 8).
+// Validates ranges; errors name the offending key. A parameter added after key versions were
+// first stored (lanes) takes its original value (4/2/2) when absent, so every stored spec keeps
+// its meaning; ToSpec() writes it only when it differs from that value.
 Result<SchemeParams> ParseSchemeSpec(std::string_view spec);
 
+// A spec safe to print: synthid-hf's explicit key list is replaced by its length; every other
+// spec is returned as given (they hold no secrets).
+std::string PublicSchemeSpec(std::string_view spec);
+
+// The scheme of new key versions (keyring init/rotate without --scheme). "gumbel:lanes=6/1/1"
+// detects with fewer tokens but attributes later (docs/watermark.md, "Real model"); the default
+// stays the 4/2/2 split that scan, serve and the red-team tests rely on for attribution.
 inline constexpr std::string_view kDefaultSchemeSpec = "gumbel";
 
 enum class Lane : uint8_t { kProvider, kPayload, kAccount };

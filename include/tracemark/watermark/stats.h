@@ -16,6 +16,11 @@ namespace tracemark::watermark {
 // log P(Gamma(n, 1) >= x) for integer shape n >= 1 and x >= 0; 0 when n == 0.
 double LogGammaUpperTail(int64_t n, double x);
 
+// log P(Gamma(n, 1) <= x) for integer shape n >= 1; 0 when n == 0, -inf when x <= 0. The sum of
+// n independent -log(u), u ~ U(0,1), is Gamma(n, 1); bench/watermark_power_bench compares this
+// low-entropy direction with the shipped upper tail of -log(1-u) (it is weaker on real text).
+double LogGammaLowerTail(int64_t n, double x);
+
 // log P(Binomial(n, p) >= k); 0 when k <= 0; -inf only when k > n (impossible count).
 double LogBinomialUpperTail(int64_t k, int64_t n, double p);
 

@@ -1,0 +1,675 @@
+// Detection power of every watermark scheme on the real default model (SmolLM2-135M-Instruct):
+// true-positive rate at p < 1e-6 vs length (25/50/100/200/400 tokens) at T = 0.7 and 1.0, with
+// where the evidence goes (entropy per step, keyed / unkeyed / repeated-context steps, tuples per
+// lane, the test components).
+//
+//   watermark_power_bench MODEL [--prompts N] [--tokens N] [--threads N] [--cache FILE]
+//                         [--schemes a,b,..] [--temperatures 0.7,1.0] [--secret-fill B]
+//                         [--analyze 1] [--dump-text FILE]
+//
+// Default schemes: gumbel (the default, 4/2/2 lanes), gumbel:lanes=6/1/1, kgw-lefthash,
+// kgw-selfhash, synthid; "none" generates without a watermark. --analyze 1 adds,
+// for Gumbel cells, hypothetical tests with oracle keys (lane split, score function, unkeyed
+// steps, entropy) and, for every cell, the shipped detector with the entropy filter fed by the
+// model's entropies over the text alone. --dump-text writes the decoded answers (one per line).
+//
+// Each (scheme, T) cell generates N chat answers (one account per prompt) ONCE at --tokens tokens
+// (top-k 40, top-p 0.95, continued past end-of-turn) and detects prefixes. All sequences of one
+// temperature run as one batched decode (one forward pass per step for every sequence), so 8
+// cells x 36 prompts x 400 tokens take a few minutes on 2 cores. --cache FILE stores the generated
+// ids (TSV, one line per sequence, keyed by the canonical scheme spec, T, prompt and length) and
+// reuses them on the next run, so detection changes can be re-measured without generating again.
+// Output: Markdown tables on stdout (docs/watermark.md).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "tracemark/model/context.h"
+#include "tracemark/model/model.h"
+#include "tracemark/model/sampler.h"
+#include "tracemark/text/chat_template.h"
+#include "tracemark/text/tokenizer.h"
+#include "tracemark/watermark/detector.h"
+#include "tracemark/watermark/hook.h"
+#include "tracemark/watermark/keyring.h"
+#include "tracemark/watermark/stats.h"
+#include "tracemark/watermark/tuple_set.h"
+
+namespace tmk = tracemark;
+namespace wm = tracemark::watermark;
+
+namespace {
+
+constexpr int kLengths[] = {25, 50, 100, 200, 400};
+constexpr int kNumLengths = static_cast<int>(std::size(kLengths));
+constexpr int32_t kTopK = 40;
+constexpr float kTopP = 0.95f;
+constexpr int32_t kPromptContext = 128;  // prompt tokens kept room for in the KV cache
+// Scheme name of unwatermarked generations (input for watermark_fpr_bench; their TPR is an FPR).
+constexpr char kNoWatermark[] = "none";
+
+const char* const kPrompts[] = {
+    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
+    "Explain how photosynthesis works to a ten-year-old.",
+    "Give me five tips for learning a new language as an adult.",
+    "Describe your ideal weekend in the mountains.",
+    "What are the main causes of inflation? Explain in plain words.",
+    "Write a friendly email inviting colleagues to a team lunch on Friday.",
+    "Summarize the plot of a mystery novel you would like to write.",
+    "How do I make a good cup of coffee at home?",
+    "Write a poem about the sea at night.",
+    "What should a beginner know before adopting a dog?",
+    "Explain the difference between weather and climate.",
+    "Plan a three-day trip to a city you find interesting.",
+    "Why is the sky blue? Give a simple explanation.",
+    "Write a product description for a reusable water bottle.",
+    "What are the pros and cons of working from home?",
+    "Tell me about the history of the bicycle.",
+    "How can I improve my sleep? List practical steps.",
+    "Write a letter to your future self ten years from now.",
+    "Explain what a computer program is to someone who has never used one.",
+    "Describe a busy market in a small town on a Saturday morning.",
+    "What makes a good team leader?",
+    "Write a short speech for a friend's wedding.",
+    "How do vaccines train the immune system?",
+    "Give advice to a student starting university.",
+    "Write a fairy tale about a fox and a clever crow.",
+    "What are some healthy breakfast ideas?",
+    "Explain how a bill becomes a law, step by step.",
+    "Describe the life cycle of a butterfly.",
+    "Write a review of an imaginary restaurant.",
+    "How do I start running if I have never exercised?",
+    "What is the role of bees in agriculture?",
+    "Write a dialogue between a robot and a child about friendship.",
+    "Explain compound interest with an example.",
+    "Describe a thunderstorm from the point of view of a cat.",
+    "What are good ways to save money on groceries?",
+    "Write the opening paragraph of a science fiction novel.",
+};
+
+struct Options {
+  std::string model;
+  int prompts = 36;
+  int tokens = 400;
+  int threads = 2;
+  int secret_fill = 0x42;
+  std::string cache;
+  // Writes the decoded sequences of every cell here, one per line (input for
+  // watermark_fpr_bench: "none" cells, or distortion-free schemes under another secret).
+  std::string dump_text;
+  bool analyze = false;
+  std::vector<std::string> schemes = {"gumbel", "gumbel:lanes=6/1/1", "kgw-lefthash", "kgw-selfhash",
+                                      "synthid"};
+  std::vector<float> temperatures = {0.7f, 1.0f};
+};
+
+// One generated sequence with per-step diagnostics.
+struct Sequence {
+  std::string spec;  // canonical scheme spec
+  float temperature = 0;
+  int prompt = 0;
+  uint64_t account = 0;
+  std::vector<int32_t> tokens;
+  std::vector<float> entropy;  // nats, over the final candidates (after the hook's logit bias)
+  std::string flags;           // per step: K keyed, U unkeyed draw, R repeated context (skipped)
+};
+
+std::vector<std::string> SplitComma(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+std::string CacheKey(const std::string& spec, float t, int prompt, int tokens, int fill) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "\t%.2f\t%d\t%d\t%d", t, prompt, tokens, fill);
+  return spec + buf;
+}
+
+// Records entropy and the kind of step around the watermark hook.
+class RecordingHook : public tmk::SamplerHook {
+ public:
+  // `inner` may be null: plain sampling (the unwatermarked "none" cells).
+  RecordingHook(std::unique_ptr<tmk::SamplerHook> inner, Sequence* seq)
+      : inner_(std::move(inner)), wm_(dynamic_cast<wm::WatermarkHook*>(inner_.get())), seq_(seq) {}
+  void ProcessLogits(std::span<float> l, std::span<const int32_t> c) override {
+    Snapshot();
+    if (inner_) inner_->ProcessLogits(l, c);
+  }
+  int32_t Choose(const tmk::TokenCandidates& cand, std::span<const int32_t> c, tmk::Rng& r) override {
+    double h = 0;
+    for (float p : cand.probs) {
+      if (p > 0) h -= static_cast<double>(p) * std::log(static_cast<double>(p));
+    }
+    entropy_ = static_cast<float>(h);
+    if (wm_ != nullptr && wm_->params().kind != wm::SchemeKind::kKgw) Snapshot();
+    return inner_ ? inner_->Choose(cand, c, r) : -1;
+  }
+  void Accept(int32_t tok) override {
+    if (inner_) inner_->Accept(tok);
+    char flag = 'U';
+    if (wm_ != nullptr) {
+      if (wm_->watermarked_steps() > keyed_before_) flag = 'K';
+      else if (wm_->skipped_repeats() > skipped_before_) flag = 'R';
+    }
+    seq_->entropy.push_back(entropy_);
+    seq_->flags.push_back(flag);
+  }
+
+ private:
+  void Snapshot() {
+    if (wm_ == nullptr) return;
+    keyed_before_ = wm_->watermarked_steps();
+    skipped_before_ = wm_->skipped_repeats();
+  }
+  std::unique_ptr<tmk::SamplerHook> inner_;
+  wm::WatermarkHook* wm_;
+  Sequence* seq_;
+  float entropy_ = 0;
+  int64_t keyed_before_ = 0, skipped_before_ = 0;
+};
+
+wm::Keyring MakeKeyring(const std::string& spec, int fill) {
+  std::vector<uint8_t> secret(32, static_cast<uint8_t>(fill));
+  auto r = wm::Keyring::FromSecret(secret, spec);
+  if (!r.ok()) {
+    std::fprintf(stderr, "watermark_power_bench: %s\n", r.status().message().c_str());
+    std::exit(1);
+  }
+  return std::move(r).value();
+}
+
+void Die(const tmk::Status& s) {
+  std::fprintf(stderr, "watermark_power_bench: %s\n", s.message().c_str());
+  std::exit(1);
+}
+
+std::map<std::string, Sequence> LoadCache(const std::string& path) {
+  std::map<std::string, Sequence> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string item; std::getline(ss, item, '\t');) f.push_back(item);
+    if (f.size() != 9) continue;
+    Sequence s;
+    s.spec = f[0];
+    s.temperature = std::stof(f[1]);
+    s.prompt = std::stoi(f[2]);
+    const int tokens = std::stoi(f[3]);
+    const int fill = std::stoi(f[4]);
+    s.account = std::stoull(f[5]);
+    for (const auto& t : SplitComma(f[6])) s.tokens.push_back(std::stoi(t));
+    for (const auto& e : SplitComma(f[7])) s.entropy.push_back(std::stof(e));
+    s.flags = f[8];
+    if (s.tokens.size() != s.entropy.size() || s.tokens.size() != s.flags.size()) continue;
+    out[CacheKey(s.spec, s.temperature, s.prompt, tokens, fill)] = std::move(s);
+  }
+  return out;
+}
+
+void AppendCache(const std::string& path, const Sequence& s, int tokens, int fill) {
+  std::ofstream out(path, std::ios::app);
+  out << CacheKey(s.spec, s.temperature, s.prompt, tokens, fill).substr(0) << '\t' << s.account << '\t';
+  for (size_t i = 0; i < s.tokens.size(); ++i) out << (i ? "," : "") << s.tokens[i];
+  out << '\t';
+  char buf[16];
+  for (size_t i = 0; i < s.entropy.size(); ++i) {
+    std::snprintf(buf, sizeof(buf), "%.3f", s.entropy[i]);
+    out << (i ? "," : "") << buf;
+  }
+  out << '\t' << s.flags << '\n';
+}
+
+// Generates every missing (scheme, prompt) sequence of one temperature as one batched decode.
+void GenerateBatch(const Options& opt, tmk::Model& model, const tmk::text::Tokenizer& tok,
+                   const std::vector<std::vector<int32_t>>& prompts, float temperature,
+                   std::vector<Sequence*>& todo) {
+  if (todo.empty()) return;
+  tmk::ContextOptions copt;
+  copt.n_ctx = kPromptContext + opt.tokens + 8;
+  copt.n_seq = static_cast<int32_t>(todo.size());
+  copt.n_threads = opt.threads;
+  auto ctx = tmk::Context::Create(model, copt);
+  if (!ctx.ok()) Die(ctx.status());
+  const int32_t vocab = static_cast<int32_t>((*ctx)->Logits(0).size());
+  std::vector<std::unique_ptr<RecordingHook>> hooks;
+  std::vector<std::unique_ptr<tmk::Sampler>> samplers;
+  std::vector<std::vector<int32_t>> contexts;
+  std::vector<wm::Keyring> rings;
+  rings.reserve(todo.size());
+  for (size_t s = 0; s < todo.size(); ++s) {
+    Sequence* q = todo[s];
+    if (q->spec == kNoWatermark) {
+      hooks.push_back(std::make_unique<RecordingHook>(nullptr, q));
+    } else {
+      rings.push_back(MakeKeyring(q->spec, opt.secret_fill));
+      auto hook = wm::MakeWatermarkHook(rings.back(), q->account);
+      if (!hook.ok()) Die(hook.status());
+      hooks.push_back(std::make_unique<RecordingHook>(std::move(hook).value(), q));
+    }
+    tmk::SamplingParams sp;
+    sp.temperature = temperature;
+    sp.top_k = kTopK;
+    sp.top_p = kTopP;
+    sp.seed = 100 + static_cast<uint64_t>(q->prompt);
+    samplers.push_back(std::make_unique<tmk::Sampler>(sp, vocab, hooks.back().get()));
+    contexts.push_back(prompts[static_cast<size_t>(q->prompt)]);
+  }
+  // Prefill one sequence at a time, sampling its first token.
+  tmk::Batch batch;
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  for (size_t s = 0; s < todo.size(); ++s) {
+    batch.Clear();
+    const auto& p = contexts[s];
+    for (size_t i = 0; i < p.size(); ++i) {
+      batch.Add(p[i], static_cast<int32_t>(i), static_cast<int32_t>(s), i + 1 == p.size());
+    }
+    if (auto st = (*ctx)->Decode(batch); !st.ok()) Die(st);
+    auto l = (*ctx)->Logits(0);
+    std::copy(l.begin(), l.end(), logits.begin());
+    const int32_t t = samplers[s]->Sample(logits, contexts[s]);
+    contexts[s].push_back(t);
+    todo[s]->tokens.push_back(t);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (int step = 1; step < opt.tokens; ++step) {
+    batch.Clear();
+    for (size_t s = 0; s < todo.size(); ++s) {
+      batch.Add(contexts[s].back(), static_cast<int32_t>(contexts[s].size() - 1), static_cast<int32_t>(s), true);
+    }
+    if (auto st = (*ctx)->Decode(batch); !st.ok()) Die(st);
+    for (size_t s = 0; s < todo.size(); ++s) {
+      auto l = (*ctx)->Logits((*ctx)->OutputOf(static_cast<int32_t>(s)));
+      std::copy(l.begin(), l.end(), logits.begin());
+      const int32_t t = samplers[s]->Sample(logits, contexts[s]);
+      contexts[s].push_back(t);
+      todo[s]->tokens.push_back(t);
+    }
+  }
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::fprintf(stderr, "generated %zu sequences x %d tokens at T=%.1f in %.1f s (%.0f tokens/s)\n",
+               todo.size(), opt.tokens, temperature, sec, todo.size() * (opt.tokens - 1) / sec);
+}
+
+struct Cell {
+  std::string scheme;
+  float temperature;
+  std::vector<const Sequence*> seqs;
+};
+
+void Report(const Options& opt, const std::vector<Cell>& cells) {
+  std::printf("\nTPR at p < 1e-6 (detected / prompts), real model, top-k %d, top-p %.2f\n\n", kTopK, kTopP);
+  std::printf("| scheme | T | mean entropy (nats/step) | 25 | 50 | 100 | 200 | 400 | attributed@%d (wrong) |\n",
+              opt.tokens);
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  struct Diag {
+    double keyed = 0, unkeyed = 0, repeated = 0, zero_entropy = 0, steps = 0;
+    double prov = 0, pay = 0, acc = 0, scored = 0, median_prov = 0, median_final = 0;
+  };
+  std::vector<Diag> diags;
+  for (const Cell& c : cells) {
+    int detected[kNumLengths] = {}, counted[kNumLengths] = {};
+    int attributed = 0, wrong = 0;
+    double entropy_sum = 0, steps = 0;
+    Diag dg;
+    std::vector<double> prov200, final200;
+    for (const Sequence* s : c.seqs) {
+      // Unwatermarked text is detected with the default scheme's key (a false-positive check).
+      wm::Keyring ring = MakeKeyring(s->spec == kNoWatermark ? std::string(wm::kDefaultSchemeSpec) : s->spec,
+                                     opt.secret_fill);
+      auto det = wm::Detector::Create(ring);
+      if (!det.ok()) Die(det.status());
+      for (size_t i = 0; i < s->tokens.size(); ++i) {
+        entropy_sum += s->entropy[i];
+        steps += 1;
+        if (i < 200) {
+          dg.steps += 1;
+          dg.keyed += s->flags[i] == 'K';
+          dg.unkeyed += s->flags[i] == 'U';
+          dg.repeated += s->flags[i] == 'R';
+          dg.zero_entropy += s->entropy[i] < 0.01f;
+        }
+      }
+      for (int li = 0; li < kNumLengths; ++li) {
+        if (static_cast<int>(s->tokens.size()) < kLengths[li]) continue;
+        auto d = det->Detect(std::span<const int32_t>(s->tokens).first(static_cast<size_t>(kLengths[li])),
+                             wm::DetectOptions{});
+        if (!d.ok()) Die(d.status());
+        ++counted[li];
+        detected[li] += d->watermarked;
+        if (kLengths[li] == 200) {
+          dg.prov += static_cast<double>(d->provider_tuples);
+          dg.pay += static_cast<double>(d->payload_tuples);
+          dg.acc += static_cast<double>(d->account_tuples);
+          dg.scored += static_cast<double>(d->tokens_scored);
+          prov200.push_back(d->provider_log10_p);
+          final200.push_back(d->log10_p_value);
+        }
+        if (kLengths[li] == opt.tokens && d->account) (*d->account == s->account ? attributed : wrong) += 1;
+      }
+    }
+    auto median = [](std::vector<double> v) {
+      if (v.empty()) return 0.0;
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    dg.median_prov = median(prov200);
+    dg.median_final = median(final200);
+    diags.push_back(dg);
+    std::printf("| %s | %.1f | %.2f |", c.scheme.c_str(), c.temperature, steps > 0 ? entropy_sum / steps : 0.0);
+    for (int li = 0; li < kNumLengths; ++li) {
+      if (counted[li] == 0) std::printf(" - |");
+      else std::printf(" %d/%d |", detected[li], counted[li]);
+    }
+    std::printf(" %d/%zu (%d) |\n", attributed, c.seqs.size(), wrong);
+  }
+  std::printf("\nWhere the evidence goes, first 200 tokens (per sequence means; tuples = unique (context, token) "
+              "tuples after de-duplication)\n\n");
+  std::printf("| scheme | T | keyed steps | unkeyed draws | repeated-context skips | steps with entropy < 0.01 | "
+              "provider / payload / account tuples | median log10 p provider | median log10 p reported |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  for (size_t k = 0; k < cells.size(); ++k) {
+    const Diag& d = diags[k];
+    const double n = static_cast<double>(cells[k].seqs.size());
+    std::printf("| %s | %.1f | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.0f / %.0f / %.0f | %.2f | %.2f |\n",
+                cells[k].scheme.c_str(), cells[k].temperature, 100 * d.keyed / d.steps, 100 * d.unkeyed / d.steps,
+                100 * d.repeated / d.steps, 100 * d.zero_entropy / d.steps, d.prov / n, d.pay / n, d.acc / n,
+                d.median_prov, d.median_final);
+  }
+}
+
+
+// Where the evidence of a Gumbel cell goes: tests computed with oracle knowledge of every tuple's
+// key (the generating account), so lane splits, score functions, the unkeyed share and an
+// entropy filter can be compared on the same generations. Raw p-values (no correction for the
+// number of tests); a row is a hypothetical detector, not the shipped one.
+void AnalyzeGumbel(const Options& opt, const Cell& c) {
+  struct Variant {
+    const char* name;
+    int detected[kNumLengths] = {};
+    double excess = 0, tuples = 0;
+  };
+  Variant v[] = {{"provider lane, -log(1-u) (shipped component)"},
+                 {"provider lane, -log(u) lower tail"},
+                 {"provider lane, min of both x2"},
+                 {"all lanes, -log(1-u)"},
+                 {"all lanes, -log(u) lower tail"},
+                 {"all lanes, min of both x2"},
+                 {"all lanes, keyed steps only, min of both x2"},
+                 {"all lanes, generation entropy >= 0.3, min of both x2"},
+                 {"3/4 of tuples (lane 6/8), min of both x2"}};
+  constexpr int kVariants = static_cast<int>(std::size(v));
+  const double log_threshold = std::log(1e-6);
+  for (const Sequence* s : c.seqs) {
+    wm::Keyring ring = MakeKeyring(s->spec, opt.secret_fill);
+    auto params = wm::ParseSchemeSpec(s->spec);
+    auto keys = ring.DeriveSchemeKeys(1);
+    auto akey = ring.DeriveAccountKey(1, s->account);
+    if (!params.ok() || !keys.ok() || !akey.ok()) Die(tmk::InvalidArgument("analysis: bad keyring"));
+    const size_t h = static_cast<size_t>(params->context_width);
+    wm::TupleSet seen;
+    // Per variant: running (count, sum -log(1-u), sum -log u).
+    double n[kVariants] = {}, sa[kVariants] = {}, sl[kVariants] = {};
+    size_t li = 0;
+    for (size_t i = 0; i <= s->tokens.size(); ++i) {
+      if (li < kNumLengths && i == static_cast<size_t>(kLengths[li])) {
+        for (int k = 0; k < kVariants; ++k) {
+          const auto cnt = static_cast<int64_t>(n[k]);
+          const double la = wm::LogGammaUpperTail(cnt, sa[k]);
+          const double ll = wm::LogGammaLowerTail(cnt, sl[k]);
+          double lp = 0;
+          if (k == 0 || k == 3) lp = la;
+          else if (k == 1 || k == 4) lp = ll;
+          else lp = wm::LogBonferroni(std::min(la, ll), 2.0);
+          v[k].detected[li] += cnt > 0 && lp < log_threshold;
+          if (kLengths[li] == 200) {
+            v[k].excess += sa[k] - n[k];
+            v[k].tuples += n[k];
+          }
+        }
+        ++li;
+      }
+      if (i == s->tokens.size()) break;
+      if (i < h) continue;
+      const wm::ContextInfo info = wm::HashContext(keys->context_key, *params, s->tokens, i);
+      if (!seen.Insert(info.hash, s->tokens[i])) continue;
+      uint32_t w = 0;
+      switch (info.lane) {
+        case wm::Lane::kProvider:
+          w = wm::TokenWord(keys->provider_key, info.hash, s->tokens[i], 0);
+          break;
+        case wm::Lane::kPayload:
+          w = wm::TokenWord(keys->provider_key, info.hash, s->tokens[i],
+                            wm::PayloadSlot(info.position, wm::PayloadDigit(s->account, info.position)));
+          break;
+        case wm::Lane::kAccount:
+          w = wm::TokenWord(*akey, info.hash, s->tokens[i], 0);
+          break;
+      }
+      const double u = wm::WordToUniform(w);
+      const double a = -std::log1p(-u), l = -std::log(u);
+      auto add = [&](int k) {
+        n[k] += 1;
+        sa[k] += a;
+        sl[k] += l;
+      };
+      const bool provider = info.lane == wm::Lane::kProvider;
+      if (provider) {
+        add(0);
+        add(1);
+        add(2);
+      }
+      add(3);
+      add(4);
+      add(5);
+      if (s->flags[i] == 'K') add(6);
+      if (s->entropy[i] >= 0.3f) add(7);
+      if (provider || (info.hash >> 40) % 2 == 0) add(8);
+    }
+  }
+  std::printf("\nAnalysis, %s T=%.1f: TPR at raw p < 1e-6 of hypothetical tests (oracle keys)\n\n",
+              c.scheme.c_str(), c.temperature);
+  std::printf("| test | 25 | 50 | 100 | 200 | 400 | tuples@200 | mean -log(1-u) excess per tuple@200 |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  for (const Variant& x : v) {
+    std::printf("| %s |", x.name);
+    for (int li = 0; li < kNumLengths; ++li) std::printf(" %d/%zu |", x.detected[li], c.seqs.size());
+    std::printf(" %.0f | %.3f |\n", x.tuples / static_cast<double>(c.seqs.size()),
+                x.tuples > 0 ? x.excess / x.tuples : 0.0);
+  }
+}
+
+// Detection-time entropies: the model run over the generated text alone (no prompt, temperature
+// 1, full vocabulary), entropy[i] of the distribution that predicts token i (0 for i = 0).
+std::vector<float> ModelEntropies(tmk::Context& ctx, std::span<const int32_t> tokens) {
+  std::vector<float> out(tokens.size(), 0.0f);
+  tmk::Batch batch;
+  ctx.ClearSeq(0);
+  for (size_t i = 0; i < tokens.size(); ++i) batch.Add(tokens[i], static_cast<int32_t>(i), 0, true);
+  if (auto st = ctx.Decode(batch); !st.ok()) Die(st);
+  for (size_t i = 0; i + 1 < tokens.size(); ++i) {
+    const auto l = ctx.Logits(ctx.OutputOf(static_cast<int32_t>(i)));
+    float mx = -INFINITY;
+    for (float x : l) mx = std::max(mx, x);
+    double z = 0, zl = 0;
+    for (float x : l) {
+      const double e = std::exp(static_cast<double>(x - mx));
+      z += e;
+      zl += e * static_cast<double>(x - mx);
+    }
+    out[i + 1] = static_cast<float>(std::log(z) - zl / z);
+  }
+  return out;
+}
+
+// The shipped Detector with the entropy filter (DetectOptions::token_entropy from the model over
+// the text alone) at several thresholds: TPR at the reported p < 1e-6.
+void EntropyFilterRows(const Options& opt, tmk::Model& model, const Cell& c) {
+  constexpr double kThresholds[] = {0.0, 0.3, 0.6, 1.0};
+  tmk::ContextOptions copt;
+  copt.n_ctx = opt.tokens + 8;
+  copt.max_batch = opt.tokens + 8;
+  copt.max_outputs = opt.tokens + 8;
+  copt.n_threads = opt.threads;
+  auto ctx = tmk::Context::Create(model, copt);
+  if (!ctx.ok()) Die(ctx.status());
+  int detected[std::size(kThresholds)][kNumLengths] = {};
+  double scored200[std::size(kThresholds)] = {};
+  for (const Sequence* s : c.seqs) {
+    const std::vector<float> ent = ModelEntropies(**ctx, s->tokens);
+    wm::Keyring ring = MakeKeyring(s->spec, opt.secret_fill);
+    auto det = wm::Detector::Create(ring);
+    if (!det.ok()) Die(det.status());
+    for (size_t t = 0; t < std::size(kThresholds); ++t) {
+      for (int li = 0; li < kNumLengths; ++li) {
+        if (static_cast<int>(s->tokens.size()) < kLengths[li]) continue;
+        const size_t len = static_cast<size_t>(kLengths[li]);
+        wm::DetectOptions o;
+        if (kThresholds[t] > 0) o.token_entropy = std::span<const float>(ent).first(len);
+        o.min_entropy = kThresholds[t];
+        auto d = det->Detect(std::span<const int32_t>(s->tokens).first(len), o);
+        if (!d.ok()) Die(d.status());
+        detected[t][li] += d->watermarked;
+        if (kLengths[li] == 200) scored200[t] += static_cast<double>(d->tokens_scored);
+      }
+    }
+  }
+  std::printf("\nEntropy filter, %s T=%.1f (%s): shipped Detector, TPR at reported p < 1e-6; token entropy from the\n"
+              "model over the text alone (temperature 1), tuples below the threshold not scored\n\n",
+              c.scheme.c_str(), c.temperature, c.seqs.front()->spec.c_str());
+  std::printf("| min entropy (nats) | 25 | 50 | 100 | 200 | 400 | tuples scored@200 |\n|---|---|---|---|---|---|---|\n");
+  for (size_t t = 0; t < std::size(kThresholds); ++t) {
+    std::printf("| %s |", kThresholds[t] > 0 ? std::to_string(kThresholds[t]).substr(0, 3).c_str() : "off");
+    for (int li = 0; li < kNumLengths; ++li) std::printf(" %d/%zu |", detected[t][li], c.seqs.size());
+    std::printf(" %.0f |\n", scored200[t] / static_cast<double>(c.seqs.size()));
+  }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || argv[1][0] == '-') {
+    std::fprintf(stderr,
+                 "usage: watermark_power_bench MODEL [--prompts N] [--tokens N] [--threads N] [--cache FILE]\n"
+                 "       [--schemes a,b,..] [--temperatures 0.7,1.0] [--secret-fill B] [--analyze 1]\n"
+                 "       [--dump-text FILE]\n");
+    return 2;
+  }
+  Options opt;
+  opt.model = argv[1];
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--prompts") opt.prompts = std::atoi(v.c_str());
+    else if (k == "--tokens") opt.tokens = std::atoi(v.c_str());
+    else if (k == "--threads") opt.threads = std::atoi(v.c_str());
+    else if (k == "--cache") opt.cache = v;
+    else if (k == "--dump-text") opt.dump_text = v;
+    else if (k == "--analyze") opt.analyze = v == "1";
+    else if (k == "--secret-fill") opt.secret_fill = std::atoi(v.c_str());
+    else if (k == "--schemes") opt.schemes = SplitComma(v);
+    else if (k == "--temperatures") {
+      opt.temperatures.clear();
+      for (const auto& t : SplitComma(v)) opt.temperatures.push_back(std::stof(t));
+    } else {
+      std::fprintf(stderr, "watermark_power_bench: unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  if (opt.prompts < 1 || opt.prompts > static_cast<int>(std::size(kPrompts)) || opt.tokens < 1 ||
+      opt.tokens > 4096) {
+    std::fprintf(stderr, "watermark_power_bench: --prompts must be in [1, %zu], --tokens in [1, 4096]\n",
+                 std::size(kPrompts));
+    return 2;
+  }
+  auto model = tmk::Model::Load(opt.model);
+  if (!model.ok()) Die(model.status());
+  auto tok = tmk::text::Tokenizer::FromGguf((*model)->file());
+  if (!tok.ok()) Die(tok.status());
+  auto tmpl = tmk::ChatTemplate::FromGguf((*model)->file());
+  if (!tmpl.ok()) Die(tmpl.status());
+  std::vector<std::vector<int32_t>> prompts;
+  for (int p = 0; p < opt.prompts; ++p) {
+    const tmk::ChatMessage message{"user", kPrompts[p]};
+    auto rendered = tmpl->Render(std::span<const tmk::ChatMessage>(&message, 1), true);
+    if (!rendered.ok()) Die(rendered.status());
+    auto ids = (*tok)->Encode(*rendered, true, true);
+    if (ids.size() >= 2 && ids[0] == (*tok)->bos_id() && ids[1] == (*tok)->bos_id()) ids.erase(ids.begin());
+    if (static_cast<int32_t>(ids.size()) > kPromptContext) ids.resize(static_cast<size_t>(kPromptContext));
+    prompts.push_back(std::move(ids));
+  }
+  std::map<std::string, Sequence> cache;
+  if (!opt.cache.empty()) cache = LoadCache(opt.cache);
+  std::vector<std::string> specs;
+  for (const auto& name : opt.schemes) {
+    if (name == kNoWatermark) {
+      specs.push_back(name);
+      continue;
+    }
+    auto params = wm::ParseSchemeSpec(name);
+    if (!params.ok()) Die(params.status());
+    specs.push_back(params->ToSpec());
+  }
+  for (float t : opt.temperatures) {
+    std::vector<Sequence*> todo;
+    for (const auto& spec : specs) {
+      for (int p = 0; p < opt.prompts; ++p) {
+        const std::string key = CacheKey(spec, t, p, opt.tokens, opt.secret_fill);
+        if (cache.count(key) != 0) continue;
+        Sequence& s = cache[key];
+        s.spec = spec;
+        s.temperature = t;
+        s.prompt = p;
+        s.account = 1000 + static_cast<uint64_t>(p) * 7919;
+        todo.push_back(&s);
+      }
+    }
+    GenerateBatch(opt, **model, **tok, prompts, t, todo);
+    if (!opt.cache.empty()) {
+      for (const Sequence* s : todo) AppendCache(opt.cache, *s, opt.tokens, opt.secret_fill);
+    }
+  }
+  std::vector<Cell> cells;
+  for (size_t k = 0; k < specs.size(); ++k) {
+    for (float t : opt.temperatures) {
+      Cell c{opt.schemes[k], t, {}};
+      for (int p = 0; p < opt.prompts; ++p) {
+        c.seqs.push_back(&cache.at(CacheKey(specs[k], t, p, opt.tokens, opt.secret_fill)));
+      }
+      cells.push_back(std::move(c));
+    }
+  }
+  std::printf("model %s, %d prompts x %d tokens, secret fill 0x%02x\n", opt.model.c_str(), opt.prompts,
+              opt.tokens, opt.secret_fill);
+  for (const auto& s : specs) std::printf("  scheme %s\n", s.c_str());
+  if (!opt.dump_text.empty()) {
+    std::ofstream out(opt.dump_text);
+    for (const Cell& c : cells) {
+      for (const Sequence* s : c.seqs) {
+        std::string text = (*tok)->Decode(s->tokens, true);
+        std::replace(text.begin(), text.end(), '\n', ' ');
+        out << text << '\n';
+      }
+    }
+  }
+  Report(opt, cells);
+  if (opt.analyze) {
+    for (const Cell& c : cells) {
+      if (c.seqs.front()->spec.rfind("gumbel", 0) == 0) AnalyzeGumbel(opt, c);
+      if (c.scheme != kNoWatermark) EntropyFilterRows(opt, **model, c);
+    }
+  }
+  return 0;
+}

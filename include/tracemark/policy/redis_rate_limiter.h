@@ -1,0 +1,96 @@
+// RedisRateLimiter: the per-account request and token buckets of RateLimiter, kept in Redis so
+// that every replica of `tracemark serve --redis redis://HOST:PORT` draws from the same
+// buckets. Each admission and each reconciliation is one Lua script (EVALSHA) that refills,
+// checks and takes atomically, timed by the Redis server's clock (TIME), so replicas' clocks
+// and interleavings add no error: over any interval of T ms the admitted requests are at most
+// rpm + rpm * T / 60000 (the same bound as one local bucket), whatever the number of replicas.
+// When Redis cannot be reached the result says so (available == false) and the caller falls
+// back to its local limiter; during such an outage each replica enforces the full limit alone.
+// Day and month token quotas stay in the local RateLimiter (seeded from the ledger).
+//
+// All Redis I/O runs on one private thread: AdmitAsync and Complete only queue work, so the
+// HTTP event loop never waits on the network; the `done` callback runs on that thread.
+//
+// Thread-safety: every public method may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "tracemark/base/status.h"
+#include "tracemark/ledger/store.h"
+#include "tracemark/policy/rate_limiter.h"
+
+namespace tracemark::policy {
+
+inline constexpr int kRedisConnectTimeoutMs = 1000;
+// A command slower than this counts as a failure (the request falls back to local limits).
+inline constexpr int kRedisCommandTimeoutMs = 250;
+// After a failure, requests use local limits for this long before reconnecting is tried.
+inline constexpr int64_t kRedisRetryBackoffMs = 1000;
+// Queued operations beyond this are answered at once with available == false.
+inline constexpr size_t kMaxRedisQueue = 4096;
+inline constexpr std::string_view kRedisDefaultKeyPrefix = "tracemark:rl:";
+
+// The effective per-minute limits of an account (throttled: divided by kThrottleDivisor).
+struct BucketLimits {
+  int64_t rpm = 0;  // 0: unlimited
+  int64_t tpm = 0;
+};
+BucketLimits EffectiveBucketLimits(const ledger::AccountLimits& limits, bool throttled);
+
+struct SharedAdmission {
+  bool available = false;  // false: Redis was not reachable; nothing was taken
+  // kAdmitted, kRequestRateExceeded or kTokenRateExceeded.
+  AdmitOutcome outcome = AdmitOutcome::kAdmitted;
+  int64_t taken_tokens = 0;  // taken from the token bucket; pass to Complete
+  int64_t retry_after_ms = 0;
+  RateLimitHeaders headers;
+};
+
+// Parsed redis://[:PASSWORD@]HOST[:PORT][/DB].
+struct RedisUrl {
+  std::string host;
+  int port = 6379;
+  int db = 0;
+  std::string password;
+};
+Result<RedisUrl> ParseRedisUrl(std::string_view url);
+
+class RedisRateLimiter {
+ public:
+  // Connects (and loads the scripts) once to check the URL; fails if Redis is unreachable.
+  static Result<std::unique_ptr<RedisRateLimiter>> Connect(
+      std::string_view url, std::string_view key_prefix = kRedisDefaultKeyPrefix);
+  ~RedisRateLimiter();
+  RedisRateLimiter(const RedisRateLimiter&) = delete;
+  RedisRateLimiter& operator=(const RedisRateLimiter&) = delete;
+
+  // Takes one request and min(want_tokens, tpm) tokens, or nothing. `done` runs on the
+  // limiter's thread (or inline when the queue is full).
+  void AdmitAsync(std::string_view account_id, BucketLimits limits, int64_t want_tokens,
+                  std::function<void(const SharedAdmission&)> done);
+  // Blocking form of AdmitAsync (tests, benchmarks; never on an event loop).
+  SharedAdmission Admit(std::string_view account_id, BucketLimits limits, int64_t want_tokens);
+  // Queues the reconciliation of an admitted request: refunds taken - actual tokens (or charges
+  // the excess) and, with refund_request, gives the request back (it was not served).
+  void Complete(std::string_view account_id, BucketLimits limits, int64_t taken_tokens,
+                int64_t actual_tokens, bool refund_request = false);
+  // Header values from the last answer Redis gave for this account, refilled locally to now;
+  // no round trip. Unknown accounts report full buckets.
+  RateLimitHeaders Peek(std::string_view account_id, BucketLimits limits) const;
+  // Blocks until every queued operation has run (tests).
+  void Drain();
+  // Operations that could not reach Redis since start.
+  uint64_t failures() const;
+
+ private:
+  struct Impl;
+  explicit RedisRateLimiter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tracemark::policy

@@ -1,0 +1,273 @@
+// RedisRateLimiter against a real, throwaway redis-server (tests/replicas/throwaway_servers.sh):
+// two limiter objects stand in for two replicas. Skipped with a message only when redis-server
+// is not installed. Also prints the admission round-trip latency (p50/p99).
+#include "tracemark/policy/redis_rate_limiter.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace tracemark::policy {
+namespace {
+
+constexpr int kScriptMissingServer = 3;
+
+int RunScript(const std::string& cmd, std::string* out) {
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[512];
+  out->clear();
+  while (std::fgets(buf, sizeof buf, p) != nullptr) *out += buf;
+  const int rc = ::pclose(p);
+  while (!out->empty() && (out->back() == '\n' || out->back() == ' ')) out->pop_back();
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+std::string Script() { return std::string(TM_SOURCE_DIR) + "/tests/replicas/throwaway_servers.sh"; }
+
+// One redis-server for the whole binary.
+class RedisServer {
+ public:
+  static RedisServer& Get() {
+    static RedisServer s;
+    created_ = true;
+    return s;
+  }
+  static bool created() { return created_; }
+  ~RedisServer() { Stop(); }
+  void Stop() {
+    if (!url_.empty()) {
+      std::string ignored;
+      RunScript(Script() + " redis-stop " + dir_, &ignored);
+      url_.clear();
+    }
+  }
+  void Cleanup() {
+    Stop();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  const std::string& url() const { return url_; }
+  bool missing() const { return missing_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  RedisServer() {
+    dir_ = (std::filesystem::temp_directory_path() / ("tm_redis_test_" + std::to_string(::getpid()))).string();
+    std::filesystem::remove_all(dir_);
+    const int rc = RunScript(Script() + " redis-start " + dir_, &url_);
+    if (rc == kScriptMissingServer) missing_ = true;
+    if (rc != 0) {
+      error_ = "redis-server did not start (exit " + std::to_string(rc) + "); see " + dir_;
+      url_.clear();
+    }
+  }
+  static inline bool created_ = false;
+  std::string dir_;
+  std::string url_;
+  std::string error_;
+  bool missing_ = false;
+};
+
+// Stops the server and removes its directory once every test has run.
+class CleanupEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (RedisServer::created()) RedisServer::Get().Cleanup();
+  }
+};
+const ::testing::Environment* const kCleanup = ::testing::AddGlobalTestEnvironment(new CleanupEnvironment);
+
+class RedisLimiter : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RedisServer& s = RedisServer::Get();
+    if (s.missing()) GTEST_SKIP() << "redis-server is not installed (apt install redis-server); shared limits untested";
+    ASSERT_FALSE(s.url().empty()) << s.error();
+    // A fresh key prefix per test: tests share the server, not the buckets.
+    prefix_ = "test" + std::to_string(counter_++) + ":";
+  }
+  std::unique_ptr<RedisRateLimiter> Connect() {
+    auto l = RedisRateLimiter::Connect(RedisServer::Get().url(), prefix_);
+    EXPECT_TRUE(l.ok()) << l.status().ToString();
+    return l.ok() ? std::move(*l) : nullptr;
+  }
+  static inline int counter_ = 0;
+  std::string prefix_;
+};
+
+TEST(RedisUrlTest, Parses) {
+  auto u = ParseRedisUrl("redis://127.0.0.1:6380/2");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->host, "127.0.0.1");
+  EXPECT_EQ(u->port, 6380);
+  EXPECT_EQ(u->db, 2);
+  auto p = ParseRedisUrl("redis://:s3cret@cache");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->host, "cache");
+  EXPECT_EQ(p->port, 6379);
+  EXPECT_EQ(p->password, "s3cret");
+  EXPECT_FALSE(ParseRedisUrl("http://x").ok());
+  EXPECT_FALSE(ParseRedisUrl("redis://").ok());
+  EXPECT_FALSE(ParseRedisUrl("redis://h:99999").ok());
+  EXPECT_FALSE(ParseRedisUrl("redis://h:1/x").ok());
+}
+
+TEST(RedisUrlTest, EffectiveLimitsDivideWhenThrottled) {
+  ledger::AccountLimits l{100, 1000, 0, 0};
+  EXPECT_EQ(EffectiveBucketLimits(l, false).rpm, 100);
+  EXPECT_EQ(EffectiveBucketLimits(l, true).rpm, 100 / kThrottleDivisor);
+  EXPECT_EQ(EffectiveBucketLimits(l, true).tpm, 1000 / kThrottleDivisor);
+  EXPECT_EQ(EffectiveBucketLimits({0, 0, 0, 0}, true).rpm, 0);
+}
+
+TEST(RedisUrlTest, UnreachableServerFailsToConnect) {
+  auto l = RedisRateLimiter::Connect("redis://127.0.0.1:1");
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.status().code(), StatusCode::kIoError);
+}
+
+// Two replicas hammer one account from four threads: the shared bucket admits exactly its
+// capacity plus what refilled while the test ran, never the 2x that per-replica buckets would.
+TEST_F(RedisLimiter, TwoReplicasShareOneRequestBucket) {
+  auto a = Connect();
+  auto b = Connect();
+  ASSERT_TRUE(a && b);
+  constexpr int64_t kRpm = 120;
+  constexpr int kAttemptsPerThread = 100;
+  std::atomic<int> admitted{0};
+  std::atomic<int> refused{0};
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    RedisRateLimiter* l = (t % 2 == 0) ? a.get() : b.get();
+    threads.emplace_back([&, l] {
+      for (int i = 0; i < kAttemptsPerThread; ++i) {
+        SharedAdmission s = l->Admit("acct", {kRpm, 0}, 10);
+        ASSERT_TRUE(s.available);
+        if (s.outcome == AdmitOutcome::kAdmitted) {
+          ++admitted;
+        } else {
+          EXPECT_EQ(s.outcome, AdmitOutcome::kRequestRateExceeded);
+          EXPECT_GT(s.retry_after_ms, 0);
+          ++refused;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double elapsed_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const double bound = kRpm + elapsed_ms * kRpm / kMsPerMinute;
+  std::printf("shared bucket: %d admitted of %d (capacity %lld, bound %.2f after %.0f ms)\n", admitted.load(),
+              admitted.load() + refused.load(), static_cast<long long>(kRpm), bound, elapsed_ms);
+  EXPECT_GE(admitted.load(), kRpm);
+  EXPECT_LE(admitted.load(), static_cast<int>(bound) + 1);
+}
+
+TEST_F(RedisLimiter, TokenReservationsAreReconciled) {
+  auto a = Connect();
+  auto b = Connect();
+  ASSERT_TRUE(a && b);
+  const BucketLimits lim{0, 1000};
+  SharedAdmission s1 = a->Admit("acct", lim, 400);
+  SharedAdmission s2 = b->Admit("acct", lim, 400);
+  ASSERT_TRUE(s1.available && s2.available);
+  EXPECT_EQ(s1.outcome, AdmitOutcome::kAdmitted);
+  EXPECT_EQ(s1.taken_tokens, 400);
+  EXPECT_EQ(s2.outcome, AdmitOutcome::kAdmitted);
+  EXPECT_LE(s2.headers.remaining_tokens, 200);
+  SharedAdmission s3 = a->Admit("acct", lim, 400);
+  EXPECT_EQ(s3.outcome, AdmitOutcome::kTokenRateExceeded);
+  EXPECT_EQ(s3.taken_tokens, 0);
+  EXPECT_GT(s3.retry_after_ms, 0);
+  // Only 50 of the 400 were used: 350 come back, through the other replica.
+  b->Complete("acct", lim, 400, 50);
+  b->Drain();
+  SharedAdmission s4 = a->Admit("acct", lim, 400);
+  EXPECT_EQ(s4.outcome, AdmitOutcome::kAdmitted);
+  // A request larger than the bucket takes the whole bucket, not more.
+  SharedAdmission big = Connect()->Admit("other", lim, 5000);
+  EXPECT_EQ(big.outcome, AdmitOutcome::kAdmitted);
+  EXPECT_EQ(big.taken_tokens, 1000);
+}
+
+TEST_F(RedisLimiter, RefusedRequestIsGivenBack) {
+  auto a = Connect();
+  ASSERT_TRUE(a);
+  const BucketLimits lim{2, 0};
+  EXPECT_EQ(a->Admit("x", lim, 1).outcome, AdmitOutcome::kAdmitted);
+  EXPECT_EQ(a->Admit("x", lim, 1).outcome, AdmitOutcome::kAdmitted);
+  EXPECT_EQ(a->Admit("x", lim, 1).outcome, AdmitOutcome::kRequestRateExceeded);
+  a->Complete("x", lim, 0, 0, /*refund_request=*/true);
+  a->Drain();
+  EXPECT_EQ(a->Admit("x", lim, 1).outcome, AdmitOutcome::kAdmitted);
+  const RateLimitHeaders h = a->Peek("x", lim);
+  EXPECT_EQ(h.limit_requests, 2);
+  EXPECT_EQ(h.remaining_requests, 0);
+  EXPECT_GT(h.reset_requests_ms, 0);
+}
+
+TEST_F(RedisLimiter, LoweredLimitClampsTheSharedLevel) {
+  auto a = Connect();
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->Admit("y", {100, 0}, 1).outcome, AdmitOutcome::kAdmitted);
+  // Throttled to 2/min: the level is clamped to the new capacity.
+  EXPECT_EQ(a->Admit("y", {2, 0}, 1).outcome, AdmitOutcome::kAdmitted);
+  EXPECT_EQ(a->Admit("y", {2, 0}, 1).outcome, AdmitOutcome::kAdmitted);
+  EXPECT_EQ(a->Admit("y", {2, 0}, 1).outcome, AdmitOutcome::kRequestRateExceeded);
+}
+
+// The added latency of the shared path: one EVALSHA round trip through the limiter thread.
+TEST_F(RedisLimiter, AdmissionLatency) {
+  auto a = Connect();
+  ASSERT_TRUE(a);
+  constexpr int kSamples = 2000;
+  std::vector<double> us;
+  us.reserve(kSamples);
+  for (int i = 0; i < kSamples; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    SharedAdmission s = a->Admit("lat" + std::to_string(i % 50), {1'000'000, 10'000'000}, 100);
+    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    ASSERT_TRUE(s.available);
+  }
+  std::sort(us.begin(), us.end());
+  const double p50 = us[kSamples / 2];
+  const double p99 = us[kSamples * 99 / 100];
+  std::printf("redis admission round trip over %d calls: p50 %.0f us, p99 %.0f us, max %.0f us\n", kSamples, p50,
+              p99, us.back());
+  EXPECT_LT(p50, 1000.0 * kRedisCommandTimeoutMs);
+}
+
+// Runs last in this binary (gtest keeps declaration order): Redis goes away mid-flight and the
+// limiter reports it instead of blocking; the caller then uses local limits.
+TEST_F(RedisLimiter, ZzRedisDownIsReportedNotBlocking) {
+  auto a = Connect();
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(a->Admit("z", {10, 0}, 1).available);
+  RedisServer::Get().Stop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto t0 = std::chrono::steady_clock::now();
+  SharedAdmission s = a->Admit("z", {10, 0}, 1);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_FALSE(s.available);
+  EXPECT_LT(ms, kRedisConnectTimeoutMs + kRedisCommandTimeoutMs + 500.0);
+  EXPECT_GE(a->failures(), 1u);
+  // Within the back-off nothing touches the network.
+  const auto t1 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(a->Admit("z", {10, 0}, 1).available);
+  const double quick_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
+  EXPECT_LT(quick_ms, 50.0);
+}
+
+}  // namespace
+}  // namespace tracemark::policy
