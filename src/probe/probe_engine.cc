@@ -137,4 +137,65 @@ Result<std::string> LocalCompletionClient::Complete(const std::string& prompt, i
   return r.text;
 }
 
+Result<std::vector<ClosedExchange>> CollectRawCompletions(const Model& suspect,
+                                                          const text::Tokenizer& suspect_tok,
+                                                          const text::Tokenizer& our_tok,
+                                                          std::span<const std::string> texts,
+                                                          const RawCompletionOptions& options) {
+  if (options.prompt_tokens < 1) return InvalidArgument("prompt tokens must be at least 1");
+  if (options.max_tokens < 1 || options.max_tokens > kMaxMaxTokens) {
+    return InvalidArgument("max tokens must be in [1, " + std::to_string(kMaxMaxTokens) + "]");
+  }
+  if (options.samples < 1 || options.samples > kMaxRawSamples) {
+    return InvalidArgument("samples per prompt must be in [1, " + std::to_string(kMaxRawSamples) + "]");
+  }
+  if (texts.size() > kMaxTexts) {
+    return ResourceExhausted("more than " + std::to_string(kMaxTexts) + " texts in one probe");
+  }
+  // The suspect continues within the context it was trained on (a small student: 64 tokens).
+  const int32_t n_ctx_train = suspect.config().n_ctx_train;
+  const int32_t n_ctx = n_ctx_train > 0 ? std::min(n_ctx_train, kLocalContextTokens) : kLocalContextTokens;
+  ContextOptions copt;
+  copt.n_ctx = n_ctx;
+  copt.n_threads = options.n_threads;
+  TM_ASSIGN_OR_RETURN(std::unique_ptr<Context> ctx, Context::Create(suspect, copt));
+
+  std::vector<ClosedExchange> out;
+  uint64_t seed = options.seed;
+  for (const std::string& text : texts) {
+    if (text.size() > kMaxTextBytes) {
+      return ResourceExhausted("a text is larger than " + std::to_string(kMaxTextBytes) + " bytes");
+    }
+    const std::vector<int32_t> ids = our_tok.Encode(text, /*add_special=*/false, /*parse_special=*/false);
+    if (ids.size() <= static_cast<size_t>(options.prompt_tokens)) continue;
+    const std::string prompt =
+        our_tok.Decode(std::span<const int32_t>(ids.data(), static_cast<size_t>(options.prompt_tokens)));
+    // Plain text, no chat template; BOS (and nothing else) when the model's flags ask for one.
+    std::vector<int32_t> prompt_ids = suspect_tok.Encode(prompt, /*add_special=*/true, /*parse_special=*/false);
+    if (!prompt_ids.empty() && prompt_ids.back() == suspect_tok.eos_id() && prompt_ids.size() > 1) {
+      prompt_ids.pop_back();
+    }
+    // Generate stops when the context is full.
+    const int32_t room = n_ctx - static_cast<int32_t>(prompt_ids.size());
+    if (room < 1) {
+      return InvalidArgument("a prompt of " + std::to_string(prompt_ids.size()) +
+                             " suspect tokens leaves no room in the suspect's context of " +
+                             std::to_string(n_ctx) + " tokens; lower --prompt-tokens");
+    }
+    for (int32_t s = 0; s < options.samples; ++s) {
+      GenerateOptions gopt;
+      gopt.max_tokens = std::min(options.max_tokens, room);
+      gopt.sampling.temperature = options.temperature;
+      gopt.sampling.seed = seed++;
+      TM_ASSIGN_OR_RETURN(GenerateResult r, Generate(*ctx, suspect_tok, prompt_ids, gopt));
+      ClosedExchange ex;
+      ex.prompt = prompt;
+      ex.completion = std::move(r.text);
+      ex.raw = true;
+      out.push_back(std::move(ex));
+    }
+  }
+  return out;
+}
+
 }  // namespace tracemark::probe

@@ -354,5 +354,43 @@ TEST_F(ProbeRealModel, ClosedModeCleanTrapAndPositive) {
   EXPECT_LT(positive->account->log10_p_value, -2.0);
 }
 
+// Raw-completion closed mode: a suspect that memorized our texts (its continuation is the real
+// rest of the text) is radioactive; the clean default model continuing the same prompts is not.
+TEST_F(ProbeRealModel, RawCompletionMemorizerAndCleanModel) {
+  const Keyring ring = TestKeyring();
+  constexpr int32_t kPrompt = 16;
+  std::vector<ClosedExchange> memorized;
+  for (size_t i = 0; i < 8; ++i) {
+    const std::vector<int32_t> ids = tok_->Encode(texts_[i], false, false);
+    ASSERT_GT(ids.size(), static_cast<size_t>(kPrompt) + 16);
+    ClosedExchange ex;
+    ex.prompt = tok_->Decode(std::span<const int32_t>(ids.data(), kPrompt));
+    ex.completion = tok_->Decode(std::span<const int32_t>(ids.data() + kPrompt, ids.size() - kPrompt));
+    ex.raw = true;
+    memorized.push_back(std::move(ex));
+  }
+  ProbeOptions opt;
+  opt.account = kMarkedAccount;
+  auto mem = ScoreClosed(memorized, *tok_, ring, {}, opt);
+  ASSERT_TRUE(mem.ok());
+  std::printf("raw memorizer: %s\n", ProbeResultToJson(*mem).c_str());
+  EXPECT_EQ(mem->verdict, Verdict::kRadioactive);
+
+  RawCompletionOptions ropt;
+  ropt.prompt_tokens = kPrompt;
+  ropt.max_tokens = 24;
+  ropt.seed = 3;
+  auto raw = CollectRawCompletions(*model_, *tok_, *tok_, std::span<const std::string>(texts_.data(), 4), ropt);
+  ASSERT_TRUE(raw.ok()) << raw.status().message();
+  ASSERT_EQ(raw->size(), 4u);
+  EXPECT_TRUE((*raw)[0].raw);
+  auto clean = ScoreClosed(*raw, *tok_, ring, {}, opt);
+  ASSERT_TRUE(clean.ok());
+  std::printf("raw clean model: %s\n", ProbeResultToJson(*clean).c_str());
+  EXPECT_NE(clean->verdict, Verdict::kRadioactive);
+  EXPECT_GT(clean->log10_p_value, -3.0);
+  EXPECT_GT(clean->tokens_examined, 0);
+}
+
 }  // namespace
 }  // namespace tracemark::probe

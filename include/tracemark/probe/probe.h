@@ -207,7 +207,31 @@ class LocalCompletionClient : public CompletionClient {
 struct ClosedExchange {
   std::string prompt;
   std::string completion;
+  // Raw completion: `completion` continues `prompt` directly (no instruction, no chat template),
+  // so the windows that straddle the end of the prompt are scored too.
+  bool raw = false;
 };
+
+// Raw-completion closed mode of a local GGUF suspect (docs/probe.md): the prompt is the first
+// prompt_tokens tokens of one of our texts, fed without chat template (BOS if the model wants
+// one); the suspect continues it for up to max_tokens, bounded by its training context.
+inline constexpr int32_t kMaxRawSamples = 64;
+struct RawCompletionOptions {
+  int32_t prompt_tokens = kDefaultPromptTokens;
+  int32_t max_tokens = kDefaultMaxTokens;
+  int32_t samples = 1;  // continuations per prompt (seeds seed, seed + 1, ...; de-dup is global)
+  uint64_t seed = 1;
+  float temperature = 1.0f;  // 0 = greedy (the most memorized continuation)
+  int32_t n_threads = 2;
+};
+
+// Runs the raw completions; texts shorter than prompt_tokens + 1 tokens are skipped. Returns
+// exchanges with raw = true, scored by ScoreClosed.
+Result<std::vector<ClosedExchange>> CollectRawCompletions(const Model& suspect,
+                                                          const text::Tokenizer& suspect_tok,
+                                                          const text::Tokenizer& our_tok,
+                                                          std::span<const std::string> texts,
+                                                          const RawCompletionOptions& options);
 
 // The prompt built from the start of one of our texts: an instruction and its first
 // `prompt_tokens` tokens (decoded with our tokenizer).
