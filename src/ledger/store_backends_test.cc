@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "ledger/store_backends.h"
+#include "base/testing/throwaway_servers.h"
 #include "tracemark/ledger/store.h"
 
 namespace tracemark::ledger {
@@ -32,19 +33,8 @@ std::string TempDir() {
   return dir.string();
 }
 
-// Runs a shell command; returns its exit code and (trimmed) stdout.
-int RunScript(const std::string& cmd, std::string* out) {
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[512];
-  out->clear();
-  while (std::fgets(buf, sizeof buf, p) != nullptr) *out += buf;
-  const int rc = ::pclose(p);
-  while (!out->empty() && (out->back() == '\n' || out->back() == ' ')) out->pop_back();
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-std::string Script() { return std::string(TM_SOURCE_DIR) + "/tests/replicas/throwaway_servers.sh"; }
+using testing::RunScript;
+std::string Script() { return testing::ThrowawayServersScript(); }
 
 // One PostgreSQL cluster for the whole binary, stopped at exit.
 class PostgresCluster {

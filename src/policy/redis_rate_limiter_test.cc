@@ -1,6 +1,7 @@
 // RedisRateLimiter against a real, throwaway redis-server (tests/replicas/throwaway_servers.sh):
 // two limiter objects stand in for two replicas. Skipped with a message only when redis-server
 // is not installed. Also prints the admission round-trip latency (p50/p99).
+#include "base/testing/throwaway_servers.h"
 #include "tracemark/policy/redis_rate_limiter.h"
 
 #include <gtest/gtest.h>
@@ -21,18 +22,8 @@ namespace {
 
 constexpr int kScriptMissingServer = 3;
 
-int RunScript(const std::string& cmd, std::string* out) {
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[512];
-  out->clear();
-  while (std::fgets(buf, sizeof buf, p) != nullptr) *out += buf;
-  const int rc = ::pclose(p);
-  while (!out->empty() && (out->back() == '\n' || out->back() == ' ')) out->pop_back();
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-std::string Script() { return std::string(TM_SOURCE_DIR) + "/tests/replicas/throwaway_servers.sh"; }
+using testing::RunScript;
+std::string Script() { return testing::ThrowawayServersScript(); }
 
 // One redis-server for the whole binary.
 class RedisServer {
