@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tracemark/model/context.h"
+#include "watermark_prompts.h"
 #include "tracemark/model/generate.h"
 #include "tracemark/model/model.h"
 #include "tracemark/text/chat_template.h"
@@ -24,20 +25,7 @@ namespace wm = tracemark::watermark;
 
 namespace {
 
-const char* const kPrompts[] = {
-    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
-    "Explain how photosynthesis works to a ten-year-old.",
-    "Give me five tips for learning a new language as an adult.",
-    "Describe your ideal weekend in the mountains.",
-    "What are the main causes of inflation? Explain in plain words.",
-    "Write a friendly email inviting colleagues to a team lunch on Friday.",
-    "Summarize the plot of a mystery novel you would like to write.",
-    "How do I make a good cup of coffee at home?",
-    "Write a poem about the sea at night.",
-    "What should a beginner know before adopting a dog?",
-    "Explain the difference between weather and climate.",
-    "Plan a three-day trip to a city you find interesting.",
-};
+const auto& kPrompts = tracemark::bench::kWatermarkPrompts;
 
 // Times the wrapped hook's calls.
 class TimedHook : public tmk::SamplerHook {
