@@ -18,9 +18,46 @@ constexpr int32_t kDvChunk = 32;     // output floats kept in registers per quer
 
 inline int32_t RoundUp8(int32_t x) { return (x + 7) & ~7; }
 
+// 8x8 float transpose: rows r[0..8) in, columns out (c[i] lane j = r[j] lane i).
+inline void Transpose8(const __m256 r[8], __m256 c[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+  c[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  c[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  c[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  c[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  c[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  c[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  c[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  c[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
 // Copies key rows j0..j0+nb of the view into kt[d][0..8) (transposed), zero lanes >= nb.
+// A full block of fp16 keys (every decode step's bulk) converts and transposes 8x8 tiles in
+// registers; partial blocks and fp32 keys go through the scalar path.
 void LoadKeyBlockT(const KvView& kv, int32_t j0, int32_t nb, float* kt, float* row_buf) {
   const int32_t dk = kv.dk;
+  if (nb == kKeyBlock && kv.k16 != nullptr && dk % 8 == 0) {
+    const uint16_t* rows[kKeyBlock];
+    for (int32_t b = 0; b < kKeyBlock; ++b) {
+      rows[b] = kv.k16 + static_cast<size_t>((kv.first_cell + j0 + b) % kv.cells) * dk;
+    }
+    __m256 r[8], c[8];
+    for (int32_t d = 0; d < dk; d += 8) {
+      for (int b = 0; b < 8; ++b) {
+        r[b] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[b] + d)));
+      }
+      Transpose8(r, c);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kt + static_cast<size_t>(d + i) * kKeyBlock, c[i]);
+    }
+    return;
+  }
   std::memset(kt, 0, sizeof(float) * dk * kKeyBlock);
   for (int32_t b = 0; b < nb; ++b) {
     const size_t cell = static_cast<size_t>((kv.first_cell + j0 + b) % kv.cells);

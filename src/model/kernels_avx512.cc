@@ -2,9 +2,12 @@
 //
 // Everything below the target pragma is compiled for AVX-512 and lives in an anonymous namespace,
 // so no inline function shared with other translation units is ever emitted with AVX-512
-// instructions (the standard headers are included before the pragma). 32-blocks are processed two
-// at a time (64 codes per zmm, vpdpbusd: u8 x s8 -> s32); K-quants a 64-element chunk at a time
-// with vpmaddubsw then vpdpwssd against the sub-block scales.
+// instructions (the standard headers are included before the pragma). Q4_1 runs against the
+// interleaved activation layout (16 blocks per vector, one block per 32-bit lane) and Q8_0
+// against the quad layout (4 blocks per vector), both 8 tokens per tile (kernels_internal.h);
+// the other 32-blocks are processed two at a time (64 codes per zmm, vpdpbusd: u8 x s8 -> s32);
+// K-quants a 64-element chunk at a time with vpmaddubsw then vpdpwssd against the sub-block
+// scales.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -229,10 +232,178 @@ void Rows32(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t k, const
   for (int64_t r = 0; r < n_rows; ++r) Rows32Row<Block, NT>(w, row_bytes, r, nb, act, y, ldy);
 }
 
+
+// ---- Q4_1 against interleaved activations ----
+//
+// A group is 16 consecutive blocks; lane i of every vector below belongs to block i of the group.
+// The group's 320 weight bytes (16 blocks x 5 dwords: d|m, then 4 dwords of nibbles) are loaded
+// as 5 vectors and dword p of every block (p = 0..4) is gathered into one vector by two-source
+// permutes: dword 5i + p lies in the first, second or third 128-byte window (a mask per window).
+// Per token the 8 vpdpbusd (nibble vectors x interleaved activation vectors) leave each block's
+// exact integer dot product in its lane; one convert and two FMAs (scale, min) finish the group.
+// The per-token state is one accumulator, so 8 tokens share each weight load without spills.
+struct Q4_1Picker {
+  __m512i idx[5];
+  __mmask16 mid[5], hi[5];
+  Q4_1Picker() {
+    const __m512i lane5 = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(5));
+    for (int p = 0; p < 5; ++p) {
+      idx[p] = _mm512_add_epi32(lane5, _mm512_set1_epi32(p));
+      const __mmask16 ge32 = _mm512_cmpge_epu32_mask(idx[p], _mm512_set1_epi32(32));
+      hi[p] = _mm512_cmpge_epu32_mask(idx[p], _mm512_set1_epi32(64));
+      mid[p] = static_cast<__mmask16>(ge32 & ~hi[p]);
+    }
+  }
+  // Dword p of each of the 16 blocks held in s[0..4].
+  inline __m512i Pick(const __m512i* s, int p) const {
+    const __m512i lo = _mm512_permutex2var_epi32(s[0], idx[p], s[1]);
+    const __m512i md = _mm512_permutex2var_epi32(s[2], idx[p], s[3]);
+    const __m512i t = _mm512_mask_mov_epi32(lo, mid[p], md);
+    return _mm512_mask_permutexvar_epi32(t, hi[p], idx[p], s[4]);
+  }
+};
+
+// Tail (SmolLM2's 576 = 16 + 2 blocks): a whole interleaved group would cost as much as 16
+// blocks, so the cnt < 16 tail blocks go two at a time against the plain A32 codes, with the
+// scale of each half picked from a vector of the tail's scales. Masked loads fetch only the
+// vectors that hold tail blocks, so nothing past the row's last block is read (loads with an
+// all-zero mask were slow when streaming from DRAM).
 template <int NT>
-void RowsQ8_0(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t k, const ActRow* act,
-              float* y, int64_t ldy) {
-  Rows32<BlockQ8_0, NT>(w, row_bytes, n_rows, k, act, y, ldy);
+inline void Q4_1Tail(const uint8_t* gp, int cnt, int64_t g, const Q4_1Picker& pick,
+                     const ActRow* act, __m512* acc) {
+  constexpr int kDwordsPerBlock = static_cast<int>(sizeof(BlockQ4_1) / 4);
+  __m512i s[5];
+  const int dwords = kDwordsPerBlock * cnt;
+  for (int v = 0; v < 5; ++v) {
+    const int left = std::clamp(dwords - 16 * v, 0, 16);
+    s[v] = left == 0 ? _mm512_setzero_si512()
+                     : _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << left) - 1), gp + 64 * v);
+  }
+  const __m512i dm = pick.Pick(s, 0);
+  const __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+  const __m512 wm = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+  const __mmask16 gm = static_cast<__mmask16>((1u << cnt) - 1);
+  const BlockQ4_1* tb = reinterpret_cast<const BlockQ4_1*>(gp);
+  __m512 sc[NT];
+  for (int t = 0; t < NT; ++t) {
+    sc[t] = _mm512_mul_ps(wd, _mm512_maskz_loadu_ps(gm, act[t].d + g));
+    acc[t] = _mm512_fmadd_ps(wm, _mm512_maskz_loadu_ps(gm, act[t].s + g), acc[t]);
+  }
+  const __m512i pair_base = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  for (int j = 0; j < cnt; j += 2) {
+    const bool two = j + 1 < cnt;
+    const __m512i codes =
+        two ? Nibbles64(tb[j].qs, tb[j + 1].qs) : _mm512_zextsi256_si512(Nibbles32(tb[j].qs));
+    const __m512i pidx = _mm512_add_epi32(pair_base, _mm512_set1_epi32(j));
+    for (int t = 0; t < NT; ++t) {
+      const int8_t* qa = act[t].q + (g + j) * 32;
+      const __m512i a = two ? LoadU512(qa) : _mm512_zextsi256_si512(LoadU256(qa));
+      const __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), codes, a));
+      acc[t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(pidx, sc[t]), p, acc[t]);
+    }
+  }
+}
+
+template <int NT>
+void RowsQ4_1I(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t k, const ActRow* act,
+               float* y, int64_t ldy) {
+  static_assert(sizeof(BlockQ4_1) == 20);
+  const int64_t nb = k / 32;
+  const int64_t full = nb / kInterleaveBlocks * kInterleaveBlocks;
+  const Q4_1Picker pick;
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
+    __m512 acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < full; g += kInterleaveBlocks) {
+      const uint8_t* gp = row + g * static_cast<int64_t>(sizeof(BlockQ4_1));
+      __m512i s[5];
+      for (int v = 0; v < 5; ++v) s[v] = LoadU512(gp + 64 * v);
+      const __m512i dm = pick.Pick(s, 0);
+      const __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+      const __m512 wm = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+      __m512i codes[kInterleaveVectors];
+      for (int p = 0; p < 4; ++p) {
+        const __m512i v = pick.Pick(s, 1 + p);
+        codes[2 * p] = _mm512_and_si512(v, low4);
+        codes[2 * p + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+      }
+      const int64_t group_off = g / kInterleaveBlocks * kInterleaveGroupBytes;
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* qa = act[t].qi + group_off;
+        __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[0], LoadU512(qa));
+        __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[1], LoadU512(qa + 64));
+        for (int j = 2; j < kInterleaveVectors; j += 2) {
+          i0 = _mm512_dpbusd_epi32(i0, codes[j], LoadU512(qa + 64 * j));
+          i1 = _mm512_dpbusd_epi32(i1, codes[j + 1], LoadU512(qa + 64 * (j + 1)));
+        }
+        const __m512 sc = _mm512_mul_ps(wd, _mm512_loadu_ps(act[t].d + g));
+        acc[t] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), acc[t]);
+        acc[t] = _mm512_fmadd_ps(wm, _mm512_loadu_ps(act[t].s + g), acc[t]);
+      }
+    }
+    if (full < nb) {
+      Q4_1Tail<NT>(row + full * static_cast<int64_t>(sizeof(BlockQ4_1)), static_cast<int>(nb - full),
+                   full, pick, act, acc);
+    }
+    for (int t = 0; t < NT; ++t) y[t * ldy + r] = ReduceAdd(acc[t]);
+  }
+}
+
+// ---- Q8_0 against quad activations ----
+//
+// Four blocks per vector, one per 128-bit lane: the 34-byte blocks are not dword-aligned, so a
+// 16-block interleave would need a gather or many permutes per vector (vpgatherdd measured ~10x
+// slower here). Per quad the weight side is 4 loads, 2 lane shuffles and the sign flip (codes
+// + 128, unsigned for vpdpbusd); per token 2 vpdpbusd that start from the activation's exact
+// -128 * sum(a) correction, one convert, one multiply by the activation scales and one FMA with
+// the weight scales: half the per-token float work of the pairwise kernel.
+template <int NT>
+void RowsQ8_0Q(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t k, const ActRow* act,
+               float* y, int64_t ldy) {
+  static_assert(sizeof(BlockQ8_0) == 34);
+  const int64_t nb = k / 32;
+  const __m512i sign = _mm512_set1_epi8(static_cast<char>(0x80));
+  // Lane l takes the weight scale of block l / 4.
+  const __m512i expand = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const BlockQ8_0* blocks = reinterpret_cast<const BlockQ8_0*>(w + static_cast<size_t>(r) * row_bytes);
+    __m512 acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b += kQuadBlocks) {
+      const int cnt = static_cast<int>(std::min<int64_t>(kQuadBlocks, nb - b));
+      const BlockQ8_0* qb = blocks + b;
+      __m256i c[kQuadBlocks];
+      __m128i dh = _mm_setzero_si128();
+      for (int i = 0; i < kQuadBlocks; ++i) {
+        if (i < cnt) {
+          c[i] = LoadU256(qb[i].qs);
+          dh = _mm_insert_epi16(dh, qb[i].d, i);
+        } else {
+          c[i] = _mm256_setzero_si256();
+        }
+      }
+      const __m512i c01 = _mm512_inserti64x4(_mm512_castsi256_si512(c[0]), c[1], 1);
+      const __m512i c23 = _mm512_inserti64x4(_mm512_castsi256_si512(c[2]), c[3], 1);
+      // Missing blocks have zero activations, so their flipped codes multiply zeros.
+      const __m512i v0 = _mm512_xor_si512(_mm512_shuffle_i64x2(c01, c23, _MM_SHUFFLE(2, 0, 2, 0)), sign);
+      const __m512i v1 = _mm512_xor_si512(_mm512_shuffle_i64x2(c01, c23, _MM_SHUFFLE(3, 1, 3, 1)), sign);
+      const __m512 wd = _mm512_permutexvar_ps(expand, _mm512_castps128_ps512(_mm_cvtph_ps(dh)));
+      const int64_t quad_off = b / kQuadBlocks * kQuadBytes;
+      for (int t = 0; t < NT; ++t) {
+        const uint8_t* qa = act[t].quad + quad_off;
+        __m512i i0 = _mm512_load_si512(qa + 128);
+        i0 = _mm512_dpbusd_epi32(i0, v0, _mm512_load_si512(qa));
+        i0 = _mm512_dpbusd_epi32(i0, v1, _mm512_load_si512(qa + 64));
+        const __m512 ad = _mm512_load_ps(reinterpret_cast<const float*>(qa + 192));
+        const __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(i0), ad);
+        acc[t] = _mm512_fmadd_ps(wd, p, acc[t]);
+      }
+    }
+    for (int t = 0; t < NT; ++t) y[t * ldy + r] = ReduceAdd(acc[t]);
+  }
 }
 
 // ---- K-quants ----
@@ -426,7 +597,6 @@ void RowsFloat(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t k, co
   }
 
 template <int NT> void RowsQ4_0(const uint8_t* w, size_t rb, int64_t nr, int64_t k, const ActRow* a, float* y, int64_t ldy) { Rows32<BlockQ4_0, NT>(w, rb, nr, k, a, y, ldy); }
-template <int NT> void RowsQ4_1(const uint8_t* w, size_t rb, int64_t nr, int64_t k, const ActRow* a, float* y, int64_t ldy) { Rows32<BlockQ4_1, NT>(w, rb, nr, k, a, y, ldy); }
 template <int NT> void RowsQ5_0(const uint8_t* w, size_t rb, int64_t nr, int64_t k, const ActRow* a, float* y, int64_t ldy) { Rows32<BlockQ5_0, NT>(w, rb, nr, k, a, y, ldy); }
 template <int NT> void RowsQ5_1(const uint8_t* w, size_t rb, int64_t nr, int64_t k, const ActRow* a, float* y, int64_t ldy) { Rows32<BlockQ5_1, NT>(w, rb, nr, k, a, y, ldy); }
 template <int NT> void RowsQ4K(const uint8_t* w, size_t rb, int64_t nr, int64_t k, const ActRow* a, float* y, int64_t ldy) { RowsQ45K<false, NT>(w, rb, nr, k, a, y, ldy); }
@@ -436,10 +606,35 @@ template <int NT> void RowsF16(const uint8_t* w, size_t rb, int64_t nr, int64_t 
 template <int NT> void RowsBf16(const uint8_t* w, size_t rb, int64_t nr, int64_t k, const ActRow* a, float* y, int64_t ldy) { RowsFloat<LoadBf16, NT>(w, rb, nr, k, a, y, ldy); }
 
 TM_NT_DISPATCH(KQ4_0, RowsQ4_0)
-TM_NT_DISPATCH(KQ4_1, RowsQ4_1)
+// Tile of up to kMaxWideTileTokens tokens (TileTokens()).
+void KQ4_1I(const uint8_t* w, size_t rb, int64_t nr, int64_t k, const ActRow* a, int nt, float* y,
+            int64_t ldy) {
+  switch (nt) {
+    case 1: RowsQ4_1I<1>(w, rb, nr, k, a, y, ldy); break;
+    case 2: RowsQ4_1I<2>(w, rb, nr, k, a, y, ldy); break;
+    case 3: RowsQ4_1I<3>(w, rb, nr, k, a, y, ldy); break;
+    case 4: RowsQ4_1I<4>(w, rb, nr, k, a, y, ldy); break;
+    case 5: RowsQ4_1I<5>(w, rb, nr, k, a, y, ldy); break;
+    case 6: RowsQ4_1I<6>(w, rb, nr, k, a, y, ldy); break;
+    case 7: RowsQ4_1I<7>(w, rb, nr, k, a, y, ldy); break;
+    default: RowsQ4_1I<8>(w, rb, nr, k, a, y, ldy); break;
+  }
+}
 TM_NT_DISPATCH(KQ5_0, RowsQ5_0)
 TM_NT_DISPATCH(KQ5_1, RowsQ5_1)
-TM_NT_DISPATCH(KQ8_0, RowsQ8_0)
+void KQ8_0Q(const uint8_t* w, size_t rb, int64_t nr, int64_t k, const ActRow* a, int nt, float* y,
+            int64_t ldy) {
+  switch (nt) {
+    case 1: RowsQ8_0Q<1>(w, rb, nr, k, a, y, ldy); break;
+    case 2: RowsQ8_0Q<2>(w, rb, nr, k, a, y, ldy); break;
+    case 3: RowsQ8_0Q<3>(w, rb, nr, k, a, y, ldy); break;
+    case 4: RowsQ8_0Q<4>(w, rb, nr, k, a, y, ldy); break;
+    case 5: RowsQ8_0Q<5>(w, rb, nr, k, a, y, ldy); break;
+    case 6: RowsQ8_0Q<6>(w, rb, nr, k, a, y, ldy); break;
+    case 7: RowsQ8_0Q<7>(w, rb, nr, k, a, y, ldy); break;
+    default: RowsQ8_0Q<8>(w, rb, nr, k, a, y, ldy); break;
+  }
+}
 TM_NT_DISPATCH(KQ4_K, RowsQ4K)
 TM_NT_DISPATCH(KQ5_K, RowsQ5K)
 TM_NT_DISPATCH(KQ6_K, RowsQ6K)
@@ -455,10 +650,10 @@ RowsKernel Avx512Kernel(GgmlType type) {
     case GgmlType::kF16: return KF16;
     case GgmlType::kBF16: return KBf16;
     case GgmlType::kQ4_0: return KQ4_0;
-    case GgmlType::kQ4_1: return KQ4_1;
+    case GgmlType::kQ4_1: return KQ4_1I;
     case GgmlType::kQ5_0: return KQ5_0;
     case GgmlType::kQ5_1: return KQ5_1;
-    case GgmlType::kQ8_0: return KQ8_0;
+    case GgmlType::kQ8_0: return KQ8_0Q;
     case GgmlType::kQ4_K: return KQ4_K;
     case GgmlType::kQ5_K: return KQ5_K;
     case GgmlType::kQ6_K: return KQ6_K;

@@ -253,6 +253,35 @@ void Q6KRows(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t k, cons
 
 }  // namespace
 
+void InterleaveA32(const int8_t* q, int64_t k, int8_t* qi, int32_t* qsum) {
+  const int64_t nb = k / 32;
+  const int64_t groups = (nb + kInterleaveBlocks - 1) / kInterleaveBlocks;
+  std::memset(qi, 0, static_cast<size_t>(groups * kInterleaveGroupBytes));
+  for (int64_t b = 0; b < nb; ++b) {
+    const int8_t* src = q + b * 32;
+    int8_t* dst = qi + (b / kInterleaveBlocks) * kInterleaveGroupBytes + (b % kInterleaveBlocks) * 4;
+    for (int j = 0; j < kInterleaveVectors; ++j) std::memcpy(dst + j * 64, src + InterleavedOffset(j), 4);
+    int32_t sum = 0;
+    for (int e = 0; e < 32; ++e) sum += src[e];
+    qsum[b] = sum;
+  }
+}
+
+void QuadA32(const int8_t* q, const float* d, const int32_t* qsum, int64_t k, uint8_t* quad) {
+  const int64_t nb = k / 32;
+  const int64_t quads = (nb + kQuadBlocks - 1) / kQuadBlocks;
+  std::memset(quad, 0, static_cast<size_t>(quads * kQuadBytes));
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* dst = quad + (b / kQuadBlocks) * kQuadBytes;
+    const int c = static_cast<int>(b % kQuadBlocks);
+    std::memcpy(dst + 16 * c, q + b * 32, 16);
+    std::memcpy(dst + 64 + 16 * c, q + b * 32 + 16, 16);
+    const int32_t corr = -128 * qsum[b];
+    std::memcpy(dst + 128 + 16 * c, &corr, 4);
+    for (int l = 0; l < 4; ++l) std::memcpy(dst + 192 + 16 * c + 4 * l, &d[b], 4);
+  }
+}
+
 void QuantizeA32Scalar(const float* x, int64_t k, int8_t* q, float* d, float* s) {
   for (int64_t b = 0; b < k / 32; ++b) {
     const float* xb = x + b * 32;

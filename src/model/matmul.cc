@@ -2,8 +2,8 @@
 //
 // Work split: rows are cut into chunks of about kTargetTaskBytes of weights (at least
 // kTasksPerThread chunks per thread, so a slow or descheduled thread costs little at the end);
-// each task runs all tokens over its chunk in tiles of kMaxTileTokens, so a weight chunk is read
-// from memory once and reused from cache by every tile. The mapping of (row, token) to
+// each task runs all tokens over its chunk in tiles of TileTokens() (4 or 8), so a weight chunk
+// is read from memory once and reused from cache by every tile. The mapping of (row, token) to
 // instructions never depends on the thread count.
 #include "tracemark/model/matmul.h"
 
@@ -102,6 +102,14 @@ ActFormat ActFormatFor(GgmlType type) {
   }
 }
 
+int TileTokens(Isa isa, GgmlType type) {
+  return isa == Isa::kAvx512 && (type == GgmlType::kQ4_1 || type == GgmlType::kQ8_0)
+             ? kMaxWideTileTokens
+             : kMaxTileTokens;
+}
+
+bool UsesInterleavedA32(Isa isa) { return isa == Isa::kAvx512; }
+
 }  // namespace kernels
 
 namespace {
@@ -109,7 +117,6 @@ namespace {
 using kernels::ActFormat;
 using kernels::ActRow;
 using kernels::Isa;
-using kernels::kMaxTileTokens;
 using kernels::RowsKernel;
 
 // About this many weight bytes per task: large enough that the per-task overhead (a CAS and an
@@ -132,11 +139,23 @@ RowsKernel PickKernel(GgmlType type) {
   return k != nullptr ? k : kernels::ScalarKernel(type);
 }
 
+// Bytes of the interleaved and quad copies of an A32 row (kernels_internal.h): whole groups of
+// codes, one int32 sum per block, then whole quads.
+size_t InterleavedBytes(int64_t k) {
+  const size_t nb = static_cast<size_t>(k) / 32;
+  const size_t groups = (nb + kernels::kInterleaveBlocks - 1) / kernels::kInterleaveBlocks;
+  const size_t quads = (nb + kernels::kQuadBlocks - 1) / kernels::kQuadBlocks;
+  return groups * kernels::kInterleaveGroupBytes + AlignUp(nb * sizeof(int32_t)) +
+         quads * kernels::kQuadBytes;
+}
+
 // Bytes of scratch per token row for format f and row length k.
 size_t ActBytesPerRow(ActFormat f, int64_t k) {
   const size_t uk = static_cast<size_t>(k);
   switch (f) {
-    case ActFormat::kA32: return AlignUp(uk) + 2 * AlignUp(uk / 32 * sizeof(float));
+    case ActFormat::kA32:
+      return AlignUp(uk) + 2 * AlignUp(uk / 32 * sizeof(float)) +
+             (kernels::UsesInterleavedA32(kernels::ActiveIsa()) ? InterleavedBytes(k) : 0);
     case ActFormat::kAK:
       return AlignUp(uk) + AlignUp(uk / kQK_K * sizeof(float)) + AlignUp(uk / 16 * sizeof(int16_t));
     case ActFormat::kF32: return 0;
@@ -160,6 +179,18 @@ void QuantizeRow(ActFormat f, const float* x, int64_t k, uint8_t* base, ActRow* 
     }
     row->d = d;
     row->s = s;
+    if (kernels::UsesInterleavedA32(kernels::ActiveIsa())) {
+      uint8_t* ib = base + AlignUp(uk) + 2 * AlignUp(uk / 32 * sizeof(float));
+      const size_t groups = (uk / 32 + kernels::kInterleaveBlocks - 1) / kernels::kInterleaveBlocks;
+      auto* qi = reinterpret_cast<int8_t*>(ib);
+      auto* qsum = reinterpret_cast<int32_t*>(ib + groups * kernels::kInterleaveGroupBytes);
+      kernels::InterleaveA32(q, k, qi, qsum);
+      uint8_t* quad = ib + groups * kernels::kInterleaveGroupBytes + AlignUp(uk / 32 * sizeof(int32_t));
+      kernels::QuadA32(q, d, qsum, k, quad);
+      row->qi = qi;
+      row->qsum = qsum;
+      row->quad = quad;
+    }
   } else {
     auto* d = reinterpret_cast<float*>(base + AlignUp(uk));
     auto* bs = reinterpret_cast<int16_t*>(base + AlignUp(uk) + AlignUp(uk / kQK_K * sizeof(float)));
@@ -267,6 +298,7 @@ void MatMulShared(std::span<const MatMulOutput> outs, const float* x, int64_t n,
     int64_t m;
     int64_t rows_per_task;
     int64_t first_task;
+    int tile;
     RowsKernel kernel;
     const ActRow* acts;
     float* y;
@@ -280,6 +312,7 @@ void MatMulShared(std::span<const MatMulOutput> outs, const float* x, int64_t n,
     p.row_bytes = static_cast<size_t>(RowBytesOf(w));
     p.m = static_cast<int64_t>(w.ne[1] * w.ne[2] * w.ne[3]);
     p.kernel = PickKernel(w.type);
+    p.tile = kernels::TileTokens(kernels::ActiveIsa(), w.type);
     p.acts = acts[static_cast<int>(kernels::ActFormatFor(w.type))];
     p.y = outs[i].y;
     if (threads == 1) {
@@ -303,8 +336,8 @@ void MatMulShared(std::span<const MatMulOutput> outs, const float* x, int64_t n,
     const int64_t r0 = (task - p.first_task) * p.rows_per_task;
     const int64_t r1 = std::min(p.m, r0 + p.rows_per_task);
     const uint8_t* wr = p.data + static_cast<size_t>(r0) * p.row_bytes;
-    for (int64_t t = 0; t < n; t += kMaxTileTokens) {
-      const int nt = static_cast<int>(std::min<int64_t>(kMaxTileTokens, n - t));
+    for (int64_t t = 0; t < n; t += p.tile) {
+      const int nt = static_cast<int>(std::min<int64_t>(p.tile, n - t));
       p.kernel(wr, p.row_bytes, r1 - r0, k, p.acts + t, nt, p.y + t * p.m + r0, p.m);
     }
   };

@@ -389,6 +389,35 @@ TEST(MatMulRealModelTest, Gemma3) {
   CheckRealModel(std::string(TM_SOURCE_DIR) + "/models/gemma-3-270m-q4_k_m.gguf");
 }
 
+// The AVX-512 Q4_1 (16-block interleaved groups plus a pairwise tail) and Q8_0 (4-block quads)
+// kernels take 8 tokens per tile: every row length class (tail of 0..15 blocks, rows shorter than
+// one group, SmolLM2's 576 and 1536) with 9 tokens (a full tile and a single token), against the
+// double reference of the quantized activations and bitwise against each token run alone.
+TEST(MatMulTest, WideTileKernelsEveryRowLength) {
+  IsaGuard guard;
+  const int64_t m = 37, n = 9;
+  for (GgmlType type : {GgmlType::kQ4_1, GgmlType::kQ8_0}) {
+    for (int64_t k : {32, 64, 96, 160, 480, 512, 544, 576, 1024, 1056, 1536}) {
+      const Weights w = MakeWeights(type, k, m, 500u + static_cast<uint32_t>(k));
+      const std::vector<float> x = RandomActs(n, k, 600u + static_cast<uint32_t>(k));
+      const std::vector<double> ref_q = Reference(Dequantized(w), ActsAsQuantized(type, x, n, k), n, k, m);
+      for (Isa isa : AvailableIsas()) {
+        ASSERT_TRUE(kernels::SetIsaOverride(isa));
+        SCOPED_TRACE(std::string(kernels::IsaName(isa)) + " " + Name(type) + " k " + std::to_string(k));
+        const std::vector<float> y = RunMatMul(w, x, n, 2);
+        EXPECT_LT(Nmse(y, ref_q), 1e-9);
+        for (int64_t t = 0; t < n; t += 4) {
+          const std::vector<float> xt(x.begin() + t * k, x.begin() + (t + 1) * k);
+          const std::vector<float> yt = RunMatMul(w, xt, 1, 1);
+          for (int64_t r = 0; r < m; ++r) {
+            ASSERT_EQ(yt[static_cast<size_t>(r)], y[static_cast<size_t>(t * m + r)]) << "t " << t << " r " << r;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(MatMulTest, CheckMatMulWeightRejectsBadTensors) {
   Weights w = MakeWeights(GgmlType::kQ4_0, 64, 2, 1);
   EXPECT_TRUE(CheckMatMulWeight(w.info).ok());

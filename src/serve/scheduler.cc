@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <optional>
+#include <vector>
 
 #include "tracemark/model/stop.h"
 
@@ -167,6 +169,10 @@ void Scheduler::Admit() {
 }
 
 void Scheduler::Loop() {
+  // Slots that sample this step and their tokens; sized once, no allocation per step.
+  std::vector<Slot*> sampling;
+  std::vector<int32_t> sampled(slots_.size(), -1);
+  sampling.reserve(slots_.size());
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -216,6 +222,11 @@ void Scheduler::Loop() {
       stats_.batch_rows += static_cast<uint64_t>(batch_.size());
       if (options_.profile) stats_.decode = ctx_->profile();
     }
+    // Pass 1: which slots sample. Pass 2: their samplers (each with its own hook, RNG and
+    // logits row) run in parallel on the context's pool, idle between decode steps. Pass 3, in
+    // slot order as before: stop checks, detokenizing and the sinks. The tokens do not depend
+    // on the thread count or the order the samplers ran in.
+    sampling.clear();
     for (auto& s : slots_) {
       if (!s->job) continue;
       const bool in_batch = std::find(batch_.seq.begin(), batch_.seq.end(), s->index) != batch_.seq.end();
@@ -226,12 +237,21 @@ void Scheduler::Loop() {
       }
       if (s->pending >= 0) s->pending = -1;  // decoded now
       if (s->row < 0) continue;              // prompt chunk without logits yet
-      const int32_t out = ctx_->OutputOf(s->row);
-      if (out < 0) {
+      if (ctx_->OutputOf(s->row) < 0) {
         Finish(*s, "stop", Internal("engine returned no logits for an active sequence"));
         continue;
       }
-      const int32_t tok = s->sampler->Sample(ctx_->Logits(out), s->tokens);
+      sampling.push_back(s.get());
+    }
+    auto sample_task = [&](int64_t i, int) {
+      Slot& s = *sampling[static_cast<size_t>(i)];
+      sampled[static_cast<size_t>(s.index)] =
+          s.sampler->Sample(ctx_->Logits(ctx_->OutputOf(s.row)), s.tokens);
+    };
+    // std::ref: no std::function allocation per dispatch.
+    ctx_->pool().Run(static_cast<int64_t>(sampling.size()), std::ref(sample_task));
+    for (Slot* s : sampling) {
+      const int32_t tok = sampled[static_cast<size_t>(s->index)];
       {
         std::lock_guard<std::mutex> lock(mu_);
         ++stats_.sampled_tokens;

@@ -109,6 +109,35 @@ TEST_F(SchedulerTest, GreedyIsDeterministicAndStopsAtStopStrings) {
   EXPECT_EQ(c->text, a->text.substr(0, a->text.find(stop)));
 }
 
+// A seeded, sampled job gives the same text alone and among 7 other concurrent jobs: the
+// kernels' results do not depend on the batch (8-token tiles) and the samplers, which run in
+// parallel on the pool, each use only their own RNG and logits row.
+TEST_F(SchedulerTest, SeededSamplingSameAloneAndBatched) {
+  SchedulerOptions opt;
+  opt.slots = 8;
+  opt.slot_context = 256;
+  auto s = Scheduler::Create(*model_, *tok_, opt);
+  ASSERT_TRUE(s.ok());
+  constexpr int kMax = 24;
+  const std::string prompt = "Tell me a story about a lighthouse.";
+  auto alone = std::make_shared<Collected>();
+  ASSERT_TRUE((*s)->Submit(MakeJob(*tok_, prompt, kMax, alone, 1.0f)).ok());
+  alone->finished.get_future().wait();
+  ASSERT_TRUE(alone->done.status.ok());
+  std::vector<std::shared_ptr<Collected>> out;
+  for (int i = 0; i < 8; ++i) {
+    auto c = std::make_shared<Collected>();
+    out.push_back(c);
+    const std::string p = i == 5 ? prompt : "Story " + std::to_string(i) + ": once upon a time";
+    ASSERT_TRUE((*s)->Submit(MakeJob(*tok_, p, kMax, c, 1.0f)).ok());
+  }
+  for (auto& c : out) {
+    ASSERT_EQ(c->finished.get_future().wait_for(std::chrono::seconds(120)), std::future_status::ready);
+  }
+  EXPECT_EQ(out[5]->text, alone->text);
+  EXPECT_EQ(out[5]->done.completion_tokens, alone->done.completion_tokens);
+}
+
 TEST_F(SchedulerTest, RejectsOversizedAndCancels) {
   SchedulerOptions opt;
   opt.slots = 1;
