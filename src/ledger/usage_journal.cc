@@ -49,6 +49,19 @@ Status SyncDir(const std::string& dir) {
   return Status::Ok();
 }
 
+// Creates segment `n` in `dir`, empty, with its directory entry on disk (so that the records
+// later made durable by fdatasync can be found after a crash), and returns its descriptor.
+Result<int> CreateSegment(const std::string& dir, uint64_t n) {
+  const std::string path = SegmentPath(dir, n);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return IoError("usage journal: cannot create " + path + ": " + std::strerror(errno));
+  if (Status s = SyncDir(dir); !s.ok()) {
+    ::close(fd);
+    return s;
+  }
+  return fd;
+}
+
 // Parses every complete, checksummed frame; stops at the first torn or corrupt one (it was never
 // acknowledged: its fdatasync did not return before the crash).
 std::vector<UsageRecord> ParseSegment(std::string_view data) {
@@ -151,13 +164,59 @@ Result<std::unique_ptr<UsageJournal>> UsageJournal::Open(const std::string& dir,
 }
 
 Status UsageJournal::OpenSegment(uint64_t number) {
-  const std::string path = SegmentPath(dir_, number);
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (fd < 0) return IoError("usage journal: cannot open " + path + ": " + std::strerror(errno));
+  TM_ASSIGN_OR_RETURN(int fd, CreateSegment(dir_, number));
   fd_ = fd;
   segment_ = number;
   segment_bytes_ = 0;
-  return SyncDir(dir_);
+  return Status::Ok();
+}
+
+Status UsageJournal::Rotate() {
+  int fd = -1;
+  uint64_t number = 0;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    spare_cv_.wait(lock, [&] { return !spare_busy_; });
+    number = segment_ + 1;
+    if (spare_fd_ >= 0 && spare_segment_ == number) {
+      fd = spare_fd_;
+      spare_fd_ = -1;
+    }
+  }
+  if (fd < 0) {
+    // No spare ready (the flusher is behind): the slow path, create it here.
+    Result<int> created = CreateSegment(dir_, number);
+    if (!created.ok()) return created.status();
+    fd = *created;
+  }
+  if (fd_ >= 0) ::close(fd_);
+  std::lock_guard<std::mutex> lock(mu_);
+  // Every record of the closed segment is already in to_store_ (moved there at its commit).
+  closed_segments_.push_back(segment_);
+  fd_ = fd;
+  segment_ = number;
+  segment_bytes_ = 0;
+  return Status::Ok();
+}
+
+void UsageJournal::PrepareSpare() {
+  uint64_t number = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_ || spare_fd_ >= 0 || spare_busy_) return;
+    spare_busy_ = true;
+    number = segment_ + 1;  // segment_ cannot move meanwhile: Rotate waits for spare_busy_
+  }
+  Result<int> fd = CreateSegment(dir_, number);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    spare_busy_ = false;
+    if (fd.ok()) {
+      spare_fd_ = *fd;
+      spare_segment_ = number;
+    }
+  }
+  spare_cv_.notify_all();
 }
 
 UsageJournal::~UsageJournal() {
@@ -171,10 +230,14 @@ UsageJournal::~UsageJournal() {
   if (flusher_.joinable()) flusher_.join();
   FlushOnce().ok();  // best effort; what is not stored is replayed on the next Open
   if (fd_ >= 0) ::close(fd_);
-  // The open segment is empty of unstored records once FlushOnce succeeded; remove it.
   std::lock_guard<std::mutex> lock(mu_);
+  std::error_code ec;
+  if (spare_fd_ >= 0) {  // never written
+    ::close(spare_fd_);
+    std::filesystem::remove(SegmentPath(dir_, spare_segment_), ec);
+  }
+  // The open segment is empty of unstored records once FlushOnce succeeded; remove it.
   if (to_store_.empty() && flush_error_.ok()) {
-    std::error_code ec;
     std::filesystem::remove(SegmentPath(dir_, segment_), ec);
     for (uint64_t s : closed_segments_) std::filesystem::remove(SegmentPath(dir_, s), ec);
   }
@@ -188,6 +251,7 @@ void UsageJournal::Append(UsageRecord record, Callback done) {
       return;
     }
     pending_.emplace_back(std::move(record), std::move(done));
+    ++appended_;
   }
   writer_cv_.notify_one();
 }
@@ -195,29 +259,35 @@ void UsageJournal::Append(UsageRecord record, Callback done) {
 void UsageJournal::WriterLoop() {
   std::vector<std::pair<UsageRecord, Callback>> batch;
   std::string buf;
+  bool abandon_segment = false;  // a write or fdatasync failed: continue in a fresh segment
   for (;;) {
-    bool rotate = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      writer_cv_.wait(lock, [&] { return stop_ || !pending_.empty() || rotate_requested_; });
+      writer_cv_.wait(lock, [&] { return stop_ || !pending_.empty(); });
       if (pending_.empty() && stop_) return;
       batch.swap(pending_);
-      rotate = rotate_requested_;
-      rotate_requested_ = false;
+    }
+    buf.clear();
+    for (const auto& [rec, cb] : batch) {
+      const std::string payload = EncodeUsageRecord(rec);
+      PutU32(buf, static_cast<uint32_t>(payload.size()));
+      PutU32(buf, static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(payload.data()),
+                                              static_cast<uInt>(payload.size()))));
+      buf += payload;
     }
     Status status;
-    if (!batch.empty()) {
-      buf.clear();
-      for (const auto& [rec, cb] : batch) {
-        const std::string payload = EncodeUsageRecord(rec);
-        PutU32(buf, static_cast<uint32_t>(payload.size()));
-        PutU32(buf, static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(payload.data()),
-                                                static_cast<uInt>(payload.size()))));
-        buf += payload;
-      }
+    // A batch that does not fit goes to the next segment (a batch larger than a whole segment
+    // extends it: slower, still correct).
+    const bool full = segment_bytes_ > 0 && segment_bytes_ + buf.size() > kJournalSegmentBytes;
+    if (abandon_segment || fd_ < 0 || full) {
+      status = Rotate();
+      abandon_segment = !status.ok();
+    }
+    if (status.ok()) {
       size_t off = 0;
       while (off < buf.size()) {
-        const ssize_t n = ::write(fd_, buf.data() + off, buf.size() - off);
+        const ssize_t n =
+            ::pwrite(fd_, buf.data() + off, buf.size() - off, static_cast<off_t>(segment_bytes_ + off));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
           status = IoError(std::string("usage journal: write failed: ") + std::strerror(errno));
@@ -228,6 +298,8 @@ void UsageJournal::WriterLoop() {
       if (status.ok() && ::fdatasync(fd_) != 0) {
         status = IoError(std::string("usage journal: fdatasync failed: ") + std::strerror(errno));
       }
+      // Bytes of a failed write may sit past the last good frame: never write after them.
+      abandon_segment = !status.ok();
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -235,17 +307,11 @@ void UsageJournal::WriterLoop() {
         for (auto& [rec, cb] : batch) to_store_.push_back(rec);
         committed_ += batch.size();
         segment_bytes_ += buf.size();
-        if (!batch.empty()) ++fsyncs_;
-      }
-      if ((rotate || segment_bytes_ >= kJournalSegmentBytes) && segment_bytes_ > 0) {
-        ::close(fd_);
-        fd_ = -1;
-        closed_segments_.push_back(segment_);
-        Status s = OpenSegment(segment_ + 1);
-        if (!s.ok() && status.ok()) status = s;
+        ++fsyncs_;
+      } else {
+        failed_ += batch.size();
       }
     }
-    if (status.ok() && !batch.empty()) flusher_cv_.notify_one();
     for (auto& [rec, cb] : batch) cb(status);
     batch.clear();
   }
@@ -261,7 +327,7 @@ Status UsageJournal::FlushOnce() {
     closed.swap(closed_segments_);
   }
   Status s = store_->InsertUsage(records);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (!s.ok()) {
     // Put them back in front; they stay in their segments on disk and are retried.
     to_store_.insert(to_store_.begin(), records.begin(), records.end());
@@ -271,13 +337,12 @@ Status UsageJournal::FlushOnce() {
   }
   flush_error_ = Status::Ok();
   stored_ += records.size();
+  flushed_cv_.notify_all();
+  lock.unlock();  // unlinking can take a while; Append and the writer need mu_
   // Every record of a closed segment was in to_store_ before the segment was closed, so it was
   // stored by now: the segment can go.
   std::error_code ec;
   for (uint64_t seg : closed) std::filesystem::remove(SegmentPath(dir_, seg), ec);
-  if (segment_bytes_ > 0) rotate_requested_ = true;
-  writer_cv_.notify_one();
-  flushed_cv_.notify_all();
   return Status::Ok();
 }
 
@@ -289,6 +354,7 @@ void UsageJournal::FlusherLoop() {
       if (stop_) return;
     }
     FlushOnce().ok();  // errors are kept in flush_error_ and retried next interval
+    PrepareSpare();
   }
 }
 
@@ -296,13 +362,14 @@ Status UsageJournal::FlushToStore() {
   uint64_t target;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    target = committed_ + pending_.size();
+    // Not committed_ + pending_.size(): the writer's batch in flight is in neither.
+    target = appended_;
   }
   // Wait for the writer to commit everything queued, then store it.
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (committed_ >= target) break;
+      if (committed_ + failed_ >= target) break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }

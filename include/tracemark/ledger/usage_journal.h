@@ -7,6 +7,11 @@
 // replays every segment left by a previous run (crash, kill -9), so an acknowledged request's
 // record is never lost and never counted twice. Frame format: docs/formats/ledger.md.
 //
+// Latency: the commit path is one write and one fdatasync per batch and nothing else. Segments
+// rotate only when full, and the next segment is created (directory entry synced) ahead of need
+// by the flusher thread, so rotation is a descriptor swap: no file creation or directory fsync
+// on the commit path, and never while holding the mutex that Append() takes.
+//
 // Thread-safety: Append() may be called from any thread; callbacks run on the writer thread and
 // must not block.
 #pragma once
@@ -27,7 +32,7 @@
 
 namespace tracemark::ledger {
 
-// Rotate to a new segment once the current one holds this many bytes.
+// Segment size: the writer continues in the next segment when a batch would not fit.
 inline constexpr uint64_t kJournalSegmentBytes = 4 << 20;
 // A frame larger than this is treated as corruption on replay.
 inline constexpr uint32_t kJournalMaxRecordBytes = 64 << 10;
@@ -58,6 +63,10 @@ class UsageJournal {
  private:
   UsageJournal(std::string dir, LedgerStore* store) : dir_(std::move(dir)), store_(store) {}
   Status OpenSegment(uint64_t number);
+  // Writer thread: closes the current segment and continues in the next one (the spare if ready).
+  Status Rotate();
+  // Flusher thread: creates the next segment ahead of need.
+  void PrepareSpare();
   void WriterLoop();
   void FlusherLoop();
   Status FlushOnce();
@@ -70,15 +79,20 @@ class UsageJournal {
   std::condition_variable writer_cv_;
   std::condition_variable flusher_cv_;
   std::condition_variable flushed_cv_;
+  std::condition_variable spare_cv_;
   bool stop_ = false;
-  bool rotate_requested_ = false;
   std::vector<std::pair<UsageRecord, Callback>> pending_;
   std::vector<UsageRecord> to_store_;
   std::vector<uint64_t> closed_segments_;
   uint64_t segment_ = 0;
   int fd_ = -1;
-  uint64_t segment_bytes_ = 0;
+  uint64_t segment_bytes_ = 0;  // bytes of frames in the current segment: the next write offset
+  int spare_fd_ = -1;           // segment_ + 1, created and its directory entry synced, or -1
+  uint64_t spare_segment_ = 0;
+  bool spare_busy_ = false;     // the flusher is creating the spare
+  uint64_t appended_ = 0;  // records ever passed to Append (FlushToStore waits for all of them)
   uint64_t committed_ = 0;
+  uint64_t failed_ = 0;  // records whose commit failed (their callbacks got the error)
   uint64_t stored_ = 0;
   uint64_t fsyncs_ = 0;
   Status flush_error_;
