@@ -3,18 +3,26 @@
 // statement is prepared once per connection and takes its values as parameters (never spliced
 // into SQL text), and the operations that SQLite runs in IMMEDIATE transactions (account id
 // assignment, usage batches, audit appends) run here in transactions serialized across
-// processes and replicas by transaction-scoped advisory locks.
+// processes and replicas by transaction-scoped advisory locks. Audit appends are O(log n): the
+// Merkle frontier of the log lives in meta('audit_frontier') and is updated in the append's
+// transaction, as in the SQLite backend. Account and key changes are announced with NOTIFY in
+// their transaction (delivered at commit); WaitForAccountChange LISTENs on a second connection.
 #include <pqxx/pqxx>
 
+#include <chrono>
 #include <cstring>
 #include <mutex>
+#include <optional>
+#include <thread>
 
 #include "ledger/store_backends.h"
 
 namespace tracemark::ledger {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 1: the tables. 2: meta('audit_frontier') is kept by every append (computed at migration).
+constexpr int kSchemaVersion = 2;
+constexpr const char* kFrontierMeta = "audit_frontier";
 // pg_advisory_xact_lock keys ("TMLEDGER" + a small number): one per serialized operation.
 constexpr int64_t kMigrationLockKey = 0x544d4c4544474500;
 constexpr int64_t kAccountIdLockKey = 0x544d4c4544474501;
@@ -95,7 +103,9 @@ const std::vector<Prepared>& Statements() {
        "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0)::BIGINT FROM usage "
        "WHERE account_id = $1 AND finished_at_ms >= $2"},
       {"advisory_lock", "SELECT pg_advisory_xact_lock($1)"},
+      {"notify_account", "SELECT pg_notify('" + std::string(kAccountChangeChannel) + "', $1)"},
       {"audit_read", "SELECT idx, body FROM audit_log ORDER BY idx"},
+      {"audit_size", "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log"},
       {"audit_insert", "INSERT INTO audit_log(idx, body) VALUES($1, $2)"},
       {"checkpoint_upsert",
        "INSERT INTO audit_checkpoints(tree_size, note, signature, created_at_ms) "
@@ -109,6 +119,7 @@ const std::vector<Prepared>& Statements() {
        "INSERT INTO meta(key, value) VALUES($1, $2) ON CONFLICT (key) DO UPDATE SET "
        "value = EXCLUDED.value"},
       {"meta_init", "INSERT INTO meta(key, value) VALUES('schema_version', $1) ON CONFLICT DO NOTHING"},
+      {"meta_version", "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'"},
   };
   return kStatements;
 }
@@ -158,6 +169,16 @@ class PostgresStore final : public LedgerStore {
       tx.exec_prepared("advisory_lock", kMigrationLockKey);
       tx.exec(kSchema);
       tx.exec_prepared("meta_init", std::to_string(kSchemaVersion));
+      pqxx::result v = tx.exec_prepared("meta_version");
+      const int64_t version = v.empty() ? 0 : v[0][0].as<int64_t>();
+      if (version < 2) {
+        // Version 1 kept no frontier: compute it once from the existing entries, under the audit
+        // lock so that no append of an older replica interleaves.
+        tx.exec_prepared("advisory_lock", kAuditLockKey);
+        TM_ASSIGN_OR_RETURN(MerkleFrontier frontier, RebuildFrontier(tx));
+        WriteFrontier(tx, frontier);
+        tx.exec_prepared("meta_set", "schema_version", std::to_string(kSchemaVersion));
+      }
       tx.commit();
       return Status::Ok();
     });
@@ -175,6 +196,7 @@ class PostgresStore final : public LedgerStore {
                                         a.limits.tokens_per_month, a.org);
       if (r.size() != 1) return Internal("account insert returned no id");
       id = r[0][0].as<std::string>();
+      tx.exec_prepared("notify_account", id);
       tx.commit();
       return Status::Ok();
     }));
@@ -228,6 +250,7 @@ class PostgresStore final : public LedgerStore {
       pqxx::result r = tx.exec_prepared("account_state", std::string(id), std::string(state),
                                         std::string(reason), now_ms);
       if (r.affected_rows() != 1) return NotFound("no account with id '" + std::string(id) + "'");
+      tx.exec_prepared("notify_account", std::string(id));
       tx.commit();
       return Status::Ok();
     });
@@ -239,6 +262,7 @@ class PostgresStore final : public LedgerStore {
       pqxx::result r = tx.exec_prepared("account_limits", std::string(id), l.requests_per_minute,
                                         l.tokens_per_minute, l.tokens_per_day, l.tokens_per_month, now_ms);
       if (r.affected_rows() != 1) return NotFound("no account with id '" + std::string(id) + "'");
+      tx.exec_prepared("notify_account", std::string(id));
       tx.commit();
       return Status::Ok();
     });
@@ -249,6 +273,7 @@ class PostgresStore final : public LedgerStore {
       pqxx::work tx(*conn_);
       tx.exec_prepared("key_insert", k.key_id, k.account_id, BytesToHex(std::string_view(reinterpret_cast<const char*>(k.secret_hmac.data()), k.secret_hmac.size())),
                        k.created_at_ms, k.revoked_at_ms);
+      tx.exec_prepared("notify_account", k.account_id);
       tx.commit();
       return Status::Ok();
     });
@@ -288,6 +313,7 @@ class PostgresStore final : public LedgerStore {
       if (r.affected_rows() != 1) {
         return NotFound("no active api key with id '" + std::string(key_id) + "'");
       }
+      tx.exec_prepared("notify_account", std::string(key_id));
       tx.commit();
       return Status::Ok();
     });
@@ -378,6 +404,44 @@ class PostgresStore final : public LedgerStore {
     return index;
   }
 
+  // O(log n): reads the frontier and the log size (the primary key's last entry), appends the
+  // leaf, signs the new root and writes entry, checkpoint and frontier in one transaction under
+  // the same advisory lock as AppendAudit, so appends from replicas, the CLI and older builds
+  // (which append without the frontier) are serialized. A frontier that is missing or names
+  // another size (an older build appended) is rebuilt once from every entry.
+  Result<uint64_t> AppendAuditRoot(
+      const std::function<std::string(uint64_t)>& make_body,
+      const std::function<Result<CheckpointRow>(uint64_t, const Hash&)>& sign) override {
+    uint64_t index = 0;
+    TM_RETURN_IF_ERROR(Run("append audit entry", [&]() -> Status {
+      pqxx::work tx(*conn_);
+      tx.exec_prepared("advisory_lock", kAuditLockKey);
+      const uint64_t size = tx.exec_prepared("audit_size")[0][0].as<uint64_t>();
+      std::optional<MerkleFrontier> frontier;
+      pqxx::result m = tx.exec_prepared("meta_get", kFrontierMeta);
+      if (!m.empty()) {
+        const std::string bytes = HexToBytes(m[0][0].as<std::string>());
+        Result<MerkleFrontier> f = MerkleFrontier::Parse(bytes);
+        if (f.ok() && f->size() == size) frontier = std::move(f).value();
+      }
+      if (!frontier) {
+        TM_ASSIGN_OR_RETURN(frontier, RebuildFrontier(tx));
+      }
+      index = size;
+      const std::string body = make_body(index);
+      frontier->Append(LeafHash(body));
+      tx.exec_prepared("audit_insert", static_cast<int64_t>(index), body);
+      Result<CheckpointRow> cp = sign(frontier->size(), frontier->Root());
+      if (!cp.ok()) return cp.status();  // the transaction rolls back when tx is destroyed
+      tx.exec_prepared("checkpoint_upsert", static_cast<int64_t>(cp->tree_size), cp->note,
+                       BytesToHex(cp->signature), cp->created_at_ms);
+      WriteFrontier(tx, *frontier);
+      tx.commit();
+      return Status::Ok();
+    }));
+    return index;
+  }
+
   Result<std::vector<AuditRow>> ReadAudit() override {
     std::vector<AuditRow> out;
     TM_RETURN_IF_ERROR(Run("read audit log", [&]() -> Status {
@@ -403,6 +467,40 @@ class PostgresStore final : public LedgerStore {
       return Status::Ok();
     }));
     return out;
+  }
+
+  // LISTEN on a connection of its own (opened on first use, reopened after a failure), so the
+  // wait never holds the store's mutex. A failure sleeps out the timeout before it returns, so
+  // a caller polling in a loop keeps its pace while the database is away.
+  Result<bool> WaitForAccountChange(int64_t timeout_ms) override {
+    std::lock_guard<std::mutex> lock(listen_mu_);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    auto fail = [&](const std::string& what) -> Result<bool> {
+      listener_.reset();
+      listen_conn_.reset();
+      std::this_thread::sleep_until(deadline);
+      return IoError("ledger " + display_ + ": listen for account changes: " + what);
+    };
+    try {
+      if (!listen_conn_ || !listen_conn_->is_open()) {
+        listener_.reset();
+        listen_conn_ = std::make_unique<pqxx::connection>(url_);
+        listener_ = std::make_unique<ChangeListener>(*listen_conn_);
+      }
+      listener_->seen = 0;
+      for (;;) {
+        if (listen_conn_->get_notifs() > 0 || listener_->seen > 0) return true;
+        const auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return false;
+        listen_conn_->await_notification(static_cast<long>(left.count() / 1'000'000),
+                                         static_cast<long>(left.count() % 1'000'000));
+        if (listener_->seen > 0) return true;
+        if (!listen_conn_->is_open()) return fail("connection lost");
+      }
+    } catch (const std::exception& e) {
+      return fail(FirstLine(e.what()));
+    }
   }
 
   Result<std::optional<std::string>> GetMeta(std::string_view key) override {
@@ -466,6 +564,24 @@ class PostgresStore final : public LedgerStore {
     return s;
   }
 
+  // The frontier of every entry in the log (O(n)); inside the caller's transaction.
+  static Result<MerkleFrontier> RebuildFrontier(pqxx::work& tx) {
+    MerkleFrontier frontier;
+    pqxx::result rows = tx.exec_prepared("audit_read");
+    for (const pqxx::row& row : rows) {
+      if (row[0].as<uint64_t>() != frontier.size()) {
+        return Internal("audit log has a gap at index " + std::to_string(frontier.size()) +
+                        "; run `tracemark audit verify`");
+      }
+      frontier.Append(LeafHash(row[1].as<std::string>()));
+    }
+    return frontier;
+  }
+
+  static void WriteFrontier(pqxx::work& tx, const MerkleFrontier& frontier) {
+    tx.exec_prepared("meta_set", kFrontierMeta, BytesToHex(frontier.Serialize()));
+  }
+
   Result<std::vector<ApiKeyRecord>> ListKeys(const char* stmt, std::string_view account_id) {
     std::vector<ApiKeyRecord> out;
     TM_RETURN_IF_ERROR(Run("list api keys", [&]() -> Status {
@@ -479,6 +595,18 @@ class PostgresStore final : public LedgerStore {
     return out;
   }
 
+  // Counts the notifications on kAccountChangeChannel.
+  class ChangeListener final : public pqxx::notification_receiver {
+   public:
+    explicit ChangeListener(pqxx::connection_base& c)
+        : pqxx::notification_receiver(c, std::string(kAccountChangeChannel)) {}
+    void operator()(const std::string&, int) override { ++seen; }
+    int seen = 0;
+  };
+
+  std::mutex listen_mu_;  // guards the listening connection (WaitForAccountChange)
+  std::unique_ptr<pqxx::connection> listen_conn_;
+  std::unique_ptr<ChangeListener> listener_;  // destroyed before listen_conn_
   std::mutex mu_;
   std::unique_ptr<pqxx::connection> conn_;
   const std::string url_;

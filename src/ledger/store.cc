@@ -1,10 +1,17 @@
 // OpenLedgerStore: picks the LedgerStore backend from the database URL (store.h).
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "ledger/store_backends.h"
 #include "tracemark/ledger/store.h"
 
 namespace tracemark::ledger {
+
+Result<bool> LedgerStore::WaitForAccountChange(int64_t timeout_ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
+  return false;
+}
 
 bool IsPostgresUrl(std::string_view url) {
   return url.substr(0, 13) == "postgresql://" || url.substr(0, 11) == "postgres://";

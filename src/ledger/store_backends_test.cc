@@ -7,12 +7,16 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "ledger/store_backends.h"
 #include "base/testing/throwaway_servers.h"
@@ -186,7 +190,8 @@ TEST_P(StoreContract, AccountsKeysAndUsageRoundTrip) {
   ASSERT_TRUE(store->SetMeta("x", "1").ok());
   ASSERT_TRUE(store->SetMeta("x", "two").ok());
   EXPECT_EQ(**store->GetMeta("x"), "two");
-  EXPECT_EQ(**store->GetMeta("schema_version"), "1");
+  // PostgreSQL 2: the audit frontier is kept by every append (SQLite keeps it without a version).
+  EXPECT_EQ(**store->GetMeta("schema_version"), GetParam() == "postgresql" ? "2" : "1");
 }
 
 TEST_P(StoreContract, ReopenKeepsDataAndMigratesIdempotently) {
@@ -275,6 +280,148 @@ TEST_P(StoreContract, ConcurrentWritersFromTwoConnections) {
   ASSERT_EQ(rows->size(), 2u * kPerWriter);
   for (size_t i = 0; i < rows->size(); ++i) EXPECT_EQ((*rows)[i].index, i);
   EXPECT_EQ(s2->ListUsage("")->size(), static_cast<size_t>(kPerWriter));
+}
+
+// O(log n) appends (AppendAuditRoot, the Merkle frontier) from two stores, mixed with appends of
+// a build without the frontier (AppendAudit): every signed root equals the RFC 6962 root of the
+// entries at that size, and indexes stay gap-free.
+TEST_P(StoreContract, FrontierAppendsFromTwoStoresSignTheTrueRoots) {
+  auto s1 = Open();
+  auto s2 = Open();
+  ASSERT_NE(s1, nullptr);
+  ASSERT_NE(s2, nullptr);
+  constexpr int kPerWriter = 12;
+  std::mutex mu;
+  std::vector<std::pair<uint64_t, Hash>> signed_roots;
+  std::atomic<int> failures{0};
+  auto writer = [&](LedgerStore* s, const std::string& tag) {
+    for (int i = 0; i < kPerWriter; ++i) {
+      auto make = [&](uint64_t index) { return tag + std::to_string(index); };
+      Result<uint64_t> idx = Internal("unset");
+      if (i % 4 == 3) {  // an older build's append: no frontier, reads every leaf
+        idx = s->AppendAudit(make, [&](std::span<const Hash> leaves) -> Result<CheckpointRow> {
+          std::lock_guard<std::mutex> lock(mu);
+          signed_roots.emplace_back(leaves.size(), TreeHash(leaves));
+          return CheckpointRow{leaves.size(), "n", "s", 1};
+        });
+      } else {
+        idx = s->AppendAuditRoot(make, [&](uint64_t size, const Hash& root) -> Result<CheckpointRow> {
+          std::lock_guard<std::mutex> lock(mu);
+          signed_roots.emplace_back(size, root);
+          return CheckpointRow{size, "n", "s", 1};
+        });
+      }
+      if (!idx.ok()) ++failures;
+    }
+  };
+  std::thread t1(writer, s1.get(), "a");
+  std::thread t2(writer, s2.get(), "b");
+  t1.join();
+  t2.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto rows = s1->ReadAudit();
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 2u * kPerWriter);
+  std::vector<Hash> leaves;
+  for (size_t i = 0; i < rows->size(); ++i) {
+    EXPECT_EQ((*rows)[i].index, i);
+    leaves.push_back(LeafHash((*rows)[i].body));
+  }
+  ASSERT_EQ(signed_roots.size(), 2u * kPerWriter);
+  std::set<uint64_t> sizes;
+  for (const auto& [size, root] : signed_roots) {
+    sizes.insert(size);
+    ASSERT_LE(size, leaves.size());
+    EXPECT_EQ(root, TreeHash(std::span<const Hash>(leaves.data(), size))) << "size " << size;
+  }
+  EXPECT_EQ(sizes.size(), 2u * kPerWriter);
+}
+
+// A ledger written before the frontier existed (schema 1, no audit_frontier): reopening migrates
+// it (PostgreSQL computes the frontier at open; SQLite on the first append) and the next append
+// signs the root of every entry.
+TEST_P(StoreContract, LogWithoutFrontierIsMigrated) {
+  std::vector<Hash> leaves;
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < 5; ++i) {
+      auto idx = store->AppendAudit([](uint64_t index) { return "old" + std::to_string(index); },
+                                    [](std::span<const Hash> l) -> Result<CheckpointRow> {
+                                      return CheckpointRow{l.size(), "n", "s", 1};
+                                    });
+      ASSERT_TRUE(idx.ok()) << idx.status().ToString();
+      leaves.push_back(LeafHash("old" + std::to_string(i)));
+    }
+    ASSERT_TRUE(store->SetMeta("audit_frontier", "not a frontier").ok());
+    ASSERT_TRUE(store->SetMeta("schema_version", "1").ok());
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  if (GetParam() == "postgresql") {
+    EXPECT_EQ(store->GetMeta("schema_version")->value_or(""), "2");
+    const std::string hex = store->GetMeta("audit_frontier")->value_or("");
+    std::string bytes(hex.size() / 2, '\0');
+    ASSERT_TRUE(HexDecode(hex, std::span<uint8_t>(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size())));
+    auto f = MerkleFrontier::Parse(bytes);
+    ASSERT_TRUE(f.ok());
+    EXPECT_EQ(f->size(), 5u);
+    EXPECT_EQ(f->Root(), TreeHash(leaves));
+  }
+  Hash signed_root{};
+  auto idx = store->AppendAuditRoot([](uint64_t index) { return "new" + std::to_string(index); },
+                                    [&](uint64_t size, const Hash& root) -> Result<CheckpointRow> {
+                                      signed_root = root;
+                                      return CheckpointRow{size, "n", "s", 1};
+                                    });
+  ASSERT_TRUE(idx.ok()) << idx.status().ToString();
+  EXPECT_EQ(*idx, 5u);
+  leaves.push_back(LeafHash("new5"));
+  EXPECT_EQ(signed_root, TreeHash(leaves));
+}
+
+// A state change made through one store wakes a WaitForAccountChange on another (PostgreSQL
+// LISTEN/NOTIFY) long before its timeout; SQLite has nothing to listen to and times out.
+TEST_P(StoreContract, AccountChangeWakesTheOtherStore) {
+  auto writer = Open();
+  auto reader = Open();
+  ASSERT_NE(writer, nullptr);
+  ASSERT_NE(reader, nullptr);
+  auto id = writer->CreateAccount(AccountRecord{"", "n", "active", "", 1, 1, {}});
+  ASSERT_TRUE(id.ok());
+  using SteadyClock = std::chrono::steady_clock;
+  if (GetParam() != "postgresql") {
+    const auto t0 = SteadyClock::now();
+    auto changed = reader->WaitForAccountChange(30);
+    ASSERT_TRUE(changed.ok());
+    EXPECT_FALSE(*changed);
+    EXPECT_GE(SteadyClock::now() - t0, std::chrono::milliseconds(30));
+    return;
+  }
+  // The first call starts listening (and may see the CreateAccount above).
+  ASSERT_TRUE(reader->WaitForAccountChange(50).ok());
+  constexpr int64_t kTimeoutMs = 5000;
+  std::atomic<bool> woke{false};
+  std::atomic<int64_t> waited_ms{-1};
+  std::thread waiter([&] {
+    const auto t0 = SteadyClock::now();
+    auto changed = reader->WaitForAccountChange(kTimeoutMs);
+    waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - t0).count();
+    woke = changed.ok() && *changed;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto t_change = SteadyClock::now();
+  ASSERT_TRUE(writer->UpdateAccountState(*id, "suspended", "test", 2).ok());
+  waiter.join();
+  const double after_ms =
+      std::chrono::duration<double, std::milli>(SteadyClock::now() - t_change).count();
+  std::printf("account change notification: waiter woke %.1f ms after the commit began\n", after_ms);
+  EXPECT_TRUE(woke.load());
+  EXPECT_LT(waited_ms.load(), kTimeoutMs / 2);
+  // Nothing changed since: the next wait times out.
+  auto quiet = reader->WaitForAccountChange(50);
+  ASSERT_TRUE(quiet.ok());
+  EXPECT_FALSE(*quiet);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::Values("sqlite", "postgresql"),

@@ -52,16 +52,47 @@ if tpm > 0 then full = math.max(full, (tpm - tl) * 60000 / tpm) end
 redis.call('PEXPIRE', KEYS[1], math.ceil(full) + 1000)
 )lua";
 
-// ARGV: rpm, tpm, want. Returns {outcome (0 admitted, 1 requests, 2 tokens), taken, retry ms,
-// request level, token level}.
+// Outcomes of the admission script.
+constexpr int64_t kLuaAdmitted = 0;
+constexpr int64_t kLuaRequestRate = 1;
+constexpr int64_t kLuaTokenRate = 2;
+constexpr int64_t kLuaNeedSeed = 3;  // a quota counter does not exist: run again with seeds
+constexpr int64_t kLuaDailyQuota = 4;
+constexpr int64_t kLuaMonthlyQuota = 5;
+// Every script answers {outcome, taken, retry ms, request level, token level, day counter,
+// month counter}.
+constexpr size_t kLuaReplyElements = 7;
+
+// KEYS: bucket hash, day counter, month counter. ARGV: rpm, tpm, want, day quota, month quota,
+// day counter EXPIREAT (s), month counter EXPIREAT (s), day seed, month seed (-1: none yet).
+// Quota counters hold used + reserved tokens; a quota refuses once its counter has reached it.
 const std::string& AdmitScript() {
   static const std::string kScript = std::string(kRefillLua) + R"lua(
 local want = tonumber(ARGV[3])
+-- Integers travel as the decimal strings the caller sent (Lua numbers print as 1e+15).
+local function counter(key, quota, expire_at, seed)
+  if quota <= 0 then return 0 end
+  local v = redis.call('GET', key)
+  if v then return tonumber(v) end
+  if tonumber(seed) < 0 then return nil end
+  redis.call('SET', key, seed)
+  redis.call('EXPIREAT', key, expire_at)
+  return tonumber(seed)
+end
+local dq = tonumber(ARGV[4])
+local mq = tonumber(ARGV[5])
+local ud = counter(KEYS[2], dq, ARGV[6], ARGV[8])
+local um = counter(KEYS[3], mq, ARGV[7], ARGV[9])
+if ud == nil or um == nil then return {3, 0, 0, '0', '0', 0, 0} end
 local take = 0
 if tpm > 0 then take = math.min(want, tpm) end
 local outcome = 0
 local retry = 0
-if rpm > 0 and rl + 1e-9 < 1 then
+if dq > 0 and ud >= dq then
+  outcome = 4
+elseif mq > 0 and um >= mq then
+  outcome = 5
+elseif rpm > 0 and rl + 1e-9 < 1 then
   outcome = 1
   retry = math.ceil((1 - rl) * 60000 / rpm)
 elseif tpm > 0 and tl + 1e-9 < take then
@@ -70,22 +101,34 @@ elseif tpm > 0 and tl + 1e-9 < take then
 else
   if rpm > 0 then rl = rl - 1 end
   tl = tl - take
+  if dq > 0 then ud = redis.call('INCRBY', KEYS[2], ARGV[3]) end
+  if mq > 0 then um = redis.call('INCRBY', KEYS[3], ARGV[3]) end
 end
 )lua" + kStoreLua + R"lua(
 if outcome ~= 0 then take = 0 end
-return {outcome, take, retry, tostring(rl), tostring(tl)}
+return {outcome, take, retry, tostring(rl), tostring(tl), ud, um}
 )lua";
   return kScript;
 }
 
-// ARGV: rpm, tpm, token delta (refund > 0, charge < 0), refund request (0/1).
+// KEYS: bucket hash, day and month counters of the reservation, day and month counters of now.
+// ARGV: rpm, tpm, token delta (refund > 0, charge < 0), refund request (0/1), reserved tokens,
+// actual tokens, then 0/1 flags: release from the reservation's day / month counter, charge the
+// current day / month counter. Counters that no longer exist are left alone (a new one is
+// created from the ledger, which has this request).
 const std::string& CompleteScript() {
   static const std::string kScript = std::string(kRefillLua) + R"lua(
 local delta = tonumber(ARGV[3])
 if tpm > 0 then tl = math.min(tpm, tl + delta) end
 if rpm > 0 and ARGV[4] == '1' then rl = math.min(rpm, rl + 1) end
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DECRBY', KEYS[2], ARGV[5]) end
+if ARGV[8] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('DECRBY', KEYS[3], ARGV[5]) end
+local ud = 0
+local um = 0
+if ARGV[9] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then ud = redis.call('INCRBY', KEYS[4], ARGV[6]) end
+if ARGV[10] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then um = redis.call('INCRBY', KEYS[5], ARGV[6]) end
 )lua" + kStoreLua + R"lua(
-return {0, 0, 0, tostring(rl), tostring(tl)}
+return {0, 0, 0, tostring(rl), tostring(tl), ud, um}
 )lua";
   return kScript;
 }
@@ -111,7 +154,8 @@ double ParseDouble(const redisReply* r) {
 }  // namespace
 
 BucketLimits EffectiveBucketLimits(const ledger::AccountLimits& limits, bool throttled) {
-  BucketLimits b{limits.requests_per_minute, limits.tokens_per_minute};
+  BucketLimits b{limits.requests_per_minute, limits.tokens_per_minute, limits.tokens_per_day,
+                 limits.tokens_per_month};
   if (throttled) {
     b.rpm = b.rpm > 0 ? std::max<int64_t>(1, b.rpm / kThrottleDivisor) : 0;
     b.tpm = b.tpm > 0 ? std::max<int64_t>(1, b.tpm / kThrottleDivisor) : 0;
@@ -162,6 +206,8 @@ Result<RedisUrl> ParseRedisUrl(std::string_view url) {
 struct RedisRateLimiter::Impl {
   RedisUrl url;
   std::string prefix;
+  const Clock* clock = nullptr;
+  QuotaUsageSource usage_source;  // guarded by mu
   std::string admit_sha;
   std::string complete_sha;
   redisContext* ctx = nullptr;
@@ -175,6 +221,8 @@ struct RedisRateLimiter::Impl {
     int64_t want_tokens = 0;    // admit
     int64_t token_delta = 0;    // complete
     bool refund_request = false;
+    SharedAdmission admitted;   // complete: the quota reservation to release
+    int64_t actual_tokens = 0;  // complete
     std::function<void(const SharedAdmission&)> done;  // admit
   };
   std::mutex mu;
@@ -249,7 +297,8 @@ struct RedisRateLimiter::Impl {
   }
 
   // Runs one script; a null reply means Redis could not be used.
-  ReplyPtr Eval(const std::string& sha, const std::string& script, const std::vector<std::string>& argv) {
+  ReplyPtr Eval(const std::string& sha, const std::string& script, const std::vector<std::string>& keys,
+                const std::vector<std::string>& argv) {
     const int64_t now = SteadyMs();
     if (ctx == nullptr) {
       if (now < retry_at_ms) return nullptr;
@@ -258,7 +307,8 @@ struct RedisRateLimiter::Impl {
         return nullptr;
       }
     }
-    std::vector<std::string> args = {"EVALSHA", sha, "1"};
+    std::vector<std::string> args = {"EVALSHA", sha, std::to_string(keys.size())};
+    args.insert(args.end(), keys.begin(), keys.end());
     args.insert(args.end(), argv.begin(), argv.end());
     ReplyPtr r = Command(args);
     if (r && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).substr(0, 8) == "NOSCRIPT") {
@@ -267,7 +317,7 @@ struct RedisRateLimiter::Impl {
       args[1] = script;
       r = Command(args);
     }
-    if (!r || ctx->err != 0 || r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+    if (!r || ctx->err != 0 || r->type != REDIS_REPLY_ARRAY || r->elements != kLuaReplyElements) {
       if (!r || ctx->err != 0) {
         redisFree(ctx);
         ctx = nullptr;
@@ -300,23 +350,79 @@ struct RedisRateLimiter::Impl {
     return h;
   }
 
+  std::string DayKey(const std::string& account_id, int64_t day_start_ms) const {
+    return prefix + account_id + ":day:" + std::to_string(day_start_ms);
+  }
+  std::string MonthKey(const std::string& account_id, int64_t month_start_ms) const {
+    return prefix + account_id + ":month:" + std::to_string(month_start_ms);
+  }
+  static int64_t NextMonthStartMs(int64_t month_start_ms) {
+    return RateLimiter::MonthStartMs(month_start_ms + 32 * kMsPerDay);
+  }
+
+  // The admission script, run once more with seeds from the ledger when a counter is missing.
+  ReplyPtr EvalAdmit(const Job& job, int64_t day_start, int64_t month_start) {
+    const std::vector<std::string> keys = {prefix + job.account_id, DayKey(job.account_id, day_start),
+                                           MonthKey(job.account_id, month_start)};
+    std::vector<std::string> argv = {
+        std::to_string(job.limits.rpm),
+        std::to_string(job.limits.tpm),
+        std::to_string(std::max<int64_t>(0, job.want_tokens)),
+        std::to_string(std::max<int64_t>(0, job.limits.tokens_per_day)),
+        std::to_string(std::max<int64_t>(0, job.limits.tokens_per_month)),
+        std::to_string((day_start + kMsPerDay + kRedisQuotaKeyGraceMs) / 1000),
+        std::to_string((NextMonthStartMs(month_start) + kRedisQuotaKeyGraceMs) / 1000),
+        "-1",
+        "-1"};
+    ReplyPtr r = Eval(admit_sha, AdmitScript(), keys, argv);
+    if (!r || r->element[0]->integer != kLuaNeedSeed) return r;
+    QuotaUsage seed;
+    QuotaUsageSource source;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      source = usage_source;
+    }
+    if (source) {
+      Result<QuotaUsage> usage = source(job.account_id, day_start, month_start);
+      if (!usage.ok()) return nullptr;
+      seed = *usage;
+    }
+    argv[7] = std::to_string(std::max<int64_t>(0, seed.tokens_today));
+    argv[8] = std::to_string(std::max<int64_t>(0, seed.tokens_this_month));
+    r = Eval(admit_sha, AdmitScript(), keys, argv);
+    if (r && r->element[0]->integer == kLuaNeedSeed) return nullptr;  // cannot happen: seeds given
+    return r;
+  }
+
   void RunJob(Job& job) {
-    const std::string key = prefix + job.account_id;
+    const int64_t now = clock->NowMs();
+    const int64_t day_start = RateLimiter::DayStartMs(now);
+    const int64_t month_start = RateLimiter::MonthStartMs(now);
     if (job.admit) {
       SharedAdmission a;
-      ReplyPtr r = Eval(admit_sha, AdmitScript(), {key, std::to_string(job.limits.rpm), std::to_string(job.limits.tpm),
-                                                   std::to_string(std::max<int64_t>(0, job.want_tokens))});
+      ReplyPtr r = EvalAdmit(job, day_start, month_start);
       if (r) {
         a.available = true;
         const int64_t outcome = r->element[0]->integer;
-        a.outcome = outcome == 1   ? AdmitOutcome::kRequestRateExceeded
-                    : outcome == 2 ? AdmitOutcome::kTokenRateExceeded
-                                   : AdmitOutcome::kAdmitted;
+        a.outcome = outcome == kLuaRequestRate    ? AdmitOutcome::kRequestRateExceeded
+                    : outcome == kLuaTokenRate    ? AdmitOutcome::kTokenRateExceeded
+                    : outcome == kLuaDailyQuota   ? AdmitOutcome::kDailyQuotaExceeded
+                    : outcome == kLuaMonthlyQuota ? AdmitOutcome::kMonthlyQuotaExceeded
+                                                  : AdmitOutcome::kAdmitted;
         a.taken_tokens = r->element[1]->integer;
         a.retry_after_ms = r->element[2]->integer;
+        if (outcome == kLuaDailyQuota) a.retry_after_ms = day_start + kMsPerDay - now;
+        if (outcome == kLuaMonthlyQuota) a.retry_after_ms = NextMonthStartMs(month_start) - now;
         const double requests = ParseDouble(r->element[3]);
         const double tokens = ParseDouble(r->element[4]);
         a.headers = HeadersFrom(job.limits, requests, tokens);
+        a.tokens_today = r->element[5]->integer;
+        a.tokens_this_month = r->element[6]->integer;
+        if (outcome == kLuaAdmitted) {
+          a.quota_reserved = std::max<int64_t>(0, job.want_tokens);
+          if (job.limits.tokens_per_day > 0) a.day_start_ms = day_start;
+          if (job.limits.tokens_per_month > 0) a.month_start_ms = month_start;
+        }
         Remember(job.account_id, job.limits, requests, tokens);
       } else {
         ++failures;
@@ -324,9 +430,20 @@ struct RedisRateLimiter::Impl {
       if (job.done) job.done(a);
       return;
     }
-    ReplyPtr r = Eval(complete_sha, CompleteScript(),
-                      {key, std::to_string(job.limits.rpm), std::to_string(job.limits.tpm),
-                       std::to_string(job.token_delta), job.refund_request ? "1" : "0"});
+    const SharedAdmission& adm = job.admitted;
+    const std::vector<std::string> keys = {
+        prefix + job.account_id,
+        DayKey(job.account_id, adm.day_start_ms),
+        MonthKey(job.account_id, adm.month_start_ms),
+        DayKey(job.account_id, day_start),
+        MonthKey(job.account_id, month_start)};
+    ReplyPtr r = Eval(complete_sha, CompleteScript(), keys,
+                      {std::to_string(job.limits.rpm), std::to_string(job.limits.tpm),
+                       std::to_string(job.token_delta), job.refund_request ? "1" : "0",
+                       std::to_string(adm.quota_reserved), std::to_string(std::max<int64_t>(0, job.actual_tokens)),
+                       adm.day_start_ms != 0 && adm.quota_reserved > 0 ? "1" : "0",
+                       adm.month_start_ms != 0 && adm.quota_reserved > 0 ? "1" : "0",
+                       job.limits.tokens_per_day > 0 ? "1" : "0", job.limits.tokens_per_month > 0 ? "1" : "0"});
     if (r) {
       Remember(job.account_id, job.limits, ParseDouble(r->element[3]), ParseDouble(r->element[4]));
     } else {
@@ -376,16 +493,24 @@ RedisRateLimiter::~RedisRateLimiter() {
 }
 
 Result<std::unique_ptr<RedisRateLimiter>> RedisRateLimiter::Connect(std::string_view url,
-                                                                    std::string_view key_prefix) {
+                                                                    std::string_view key_prefix,
+                                                                    const Clock* clock) {
+  static const SystemClock kSystemClock;
   TM_ASSIGN_OR_RETURN(RedisUrl parsed, ParseRedisUrl(url));
   auto impl = std::make_unique<Impl>();
   impl->url = std::move(parsed);
   impl->prefix = std::string(key_prefix);
+  impl->clock = clock != nullptr ? clock : &kSystemClock;
   TM_RETURN_IF_ERROR(impl->Connect());
   std::unique_ptr<RedisRateLimiter> limiter(new RedisRateLimiter(std::move(impl)));
   Impl* raw = limiter->impl_.get();
   raw->worker = std::thread([raw] { raw->Loop(); });
   return limiter;
+}
+
+void RedisRateLimiter::SetQuotaUsageSource(QuotaUsageSource source) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->usage_source = std::move(source);
 }
 
 void RedisRateLimiter::AdmitAsync(std::string_view account_id, BucketLimits limits, int64_t want_tokens,
@@ -415,17 +540,31 @@ SharedAdmission RedisRateLimiter::Admit(std::string_view account_id, BucketLimit
   return out;
 }
 
-void RedisRateLimiter::Complete(std::string_view account_id, BucketLimits limits, int64_t taken_tokens,
+void RedisRateLimiter::Complete(std::string_view account_id, BucketLimits limits, const SharedAdmission& admitted,
                                 int64_t actual_tokens, bool refund_request) {
-  const int64_t delta = limits.tpm > 0 ? taken_tokens - actual_tokens : 0;
-  if (delta == 0 && !refund_request) return;
+  // Only an admission made in Redis took from the shared buckets.
+  const int64_t delta = admitted.available && limits.tpm > 0 ? admitted.taken_tokens - actual_tokens : 0;
+  const bool quotas = admitted.quota_reserved > 0 || limits.tokens_per_day > 0 || limits.tokens_per_month > 0;
+  if (delta == 0 && !(refund_request && admitted.available) && !quotas) return;
   Impl::Job job;
   job.admit = false;
   job.account_id = std::string(account_id);
   job.limits = limits;
   job.token_delta = delta;
-  job.refund_request = refund_request;
+  job.refund_request = refund_request && admitted.available;
+  job.admitted = admitted;
+  job.actual_tokens = actual_tokens;
   impl_->Enqueue(std::move(job));
+}
+
+void RedisRateLimiter::Complete(std::string_view account_id, BucketLimits limits, int64_t taken_tokens,
+                                int64_t actual_tokens, bool refund_request) {
+  limits.tokens_per_day = 0;
+  limits.tokens_per_month = 0;
+  SharedAdmission admitted;
+  admitted.available = true;
+  admitted.taken_tokens = taken_tokens;
+  Complete(account_id, limits, admitted, actual_tokens, refund_request);
 }
 
 RateLimitHeaders RedisRateLimiter::Peek(std::string_view account_id, BucketLimits limits) const {

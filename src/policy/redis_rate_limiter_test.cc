@@ -218,6 +218,151 @@ TEST_F(RedisLimiter, LoweredLimitClampsTheSharedLevel) {
   EXPECT_EQ(a->Admit("y", {2, 0}, 1).outcome, AdmitOutcome::kRequestRateExceeded);
 }
 
+// ---- shared day/month quotas ----
+
+// Two replicas spend one daily quota: once one of them has used it up, the other refuses with
+// kDailyQuotaExceeded too (per-replica counters would each have allowed the whole quota).
+TEST_F(RedisLimiter, DailyQuotaIsSharedByTwoReplicas) {
+  auto a = Connect();
+  auto b = Connect();
+  ASSERT_TRUE(a && b);
+  const BucketLimits lim{0, 0, 1000, 0};
+  SharedAdmission s1 = a->Admit("q", lim, 600);
+  ASSERT_TRUE(s1.available);
+  EXPECT_EQ(s1.outcome, AdmitOutcome::kAdmitted);
+  EXPECT_EQ(s1.quota_reserved, 600);
+  EXPECT_EQ(s1.tokens_today, 600);
+  EXPECT_NE(s1.day_start_ms, 0);
+  EXPECT_EQ(s1.month_start_ms, 0);  // no monthly quota set
+  a->Complete("q", lim, s1, 700);   // used more than reserved: the counter holds the real 700
+  a->Drain();
+  SharedAdmission s2 = b->Admit("q", lim, 200);
+  EXPECT_EQ(s2.outcome, AdmitOutcome::kAdmitted);
+  EXPECT_EQ(s2.tokens_today, 900);
+  b->Complete("q", lim, s2, 250);
+  b->Drain();
+  // 950 used: the next request is admitted (its reservation may overshoot, as locally)...
+  SharedAdmission s3 = a->Admit("q", lim, 100);
+  EXPECT_EQ(s3.outcome, AdmitOutcome::kAdmitted);
+  a->Complete("q", lim, s3, 100);
+  a->Drain();
+  // ...and at 1050 both replicas refuse, with the time left until the UTC day ends.
+  for (RedisRateLimiter* l : {a.get(), b.get()}) {
+    SharedAdmission s = l->Admit("q", lim, 1);
+    ASSERT_TRUE(s.available);
+    EXPECT_EQ(s.outcome, AdmitOutcome::kDailyQuotaExceeded);
+    EXPECT_EQ(s.quota_reserved, 0);
+    EXPECT_EQ(s.tokens_today, 1050);
+    EXPECT_GT(s.retry_after_ms, 0);
+    EXPECT_LE(s.retry_after_ms, kMsPerDay);
+  }
+}
+
+// In-flight reservations count: concurrent admissions from both replicas stop at the quota.
+TEST_F(RedisLimiter, QuotaReservationsFromFourThreadsNeverExceedTheQuota) {
+  auto a = Connect();
+  auto b = Connect();
+  ASSERT_TRUE(a && b);
+  constexpr int64_t kQuota = 1000;
+  constexpr int64_t kReserve = 10;
+  const BucketLimits lim{0, 0, 0, kQuota};
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    RedisRateLimiter* l = (t % 2 == 0) ? a.get() : b.get();
+    threads.emplace_back([&, l] {
+      for (int i = 0; i < 50; ++i) {
+        SharedAdmission s = l->Admit("m", lim, kReserve);
+        ASSERT_TRUE(s.available);
+        if (s.outcome == AdmitOutcome::kAdmitted) {
+          ++admitted;
+          l->Complete("m", lim, s, kReserve);
+        } else {
+          EXPECT_EQ(s.outcome, AdmitOutcome::kMonthlyQuotaExceeded);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  a->Drain();
+  b->Drain();
+  EXPECT_EQ(admitted.load(), kQuota / kReserve);
+  EXPECT_EQ(a->Admit("m", lim, kReserve).tokens_this_month, kQuota);
+}
+
+// Unused reservations come back; a refused request reserves nothing.
+TEST_F(RedisLimiter, UnusedQuotaReservationIsReleased) {
+  auto a = Connect();
+  ASSERT_TRUE(a);
+  const BucketLimits lim{1, 0, 100, 100};
+  SharedAdmission s1 = a->Admit("r", lim, 90);
+  EXPECT_EQ(s1.outcome, AdmitOutcome::kAdmitted);
+  // The request bucket (1/min) refuses the next one: nothing is added to the quota counters.
+  SharedAdmission refused = a->Admit("r", lim, 90);
+  EXPECT_EQ(refused.outcome, AdmitOutcome::kRequestRateExceeded);
+  EXPECT_EQ(refused.tokens_today, 90);
+  a->Complete("r", lim, s1, 5);
+  a->Drain();
+  SharedAdmission s2 = a->Admit("r", {0, 0, 100, 100}, 90);
+  EXPECT_EQ(s2.outcome, AdmitOutcome::kAdmitted);
+  EXPECT_EQ(s2.tokens_today, 95);
+  EXPECT_EQ(s2.tokens_this_month, 95);
+}
+
+// A counter that does not exist yet starts from the durable usage, asked once per period.
+TEST_F(RedisLimiter, NewQuotaCounterStartsFromTheLedger) {
+  auto a = Connect();
+  auto b = Connect();
+  ASSERT_TRUE(a && b);
+  std::atomic<int> calls{0};
+  auto source = [&calls](std::string_view account, int64_t day_start, int64_t month_start) -> Result<QuotaUsage> {
+    ++calls;
+    EXPECT_EQ(account, "s");
+    EXPECT_EQ(day_start % kMsPerDay, 0);
+    EXPECT_LE(month_start, day_start);
+    return QuotaUsage{990, 5000};
+  };
+  a->SetQuotaUsageSource(source);
+  b->SetQuotaUsageSource(source);
+  const BucketLimits lim{0, 0, 1000, 1'000'000};
+  SharedAdmission s1 = a->Admit("s", lim, 50);
+  EXPECT_EQ(s1.outcome, AdmitOutcome::kAdmitted);
+  EXPECT_EQ(s1.tokens_today, 1040);
+  EXPECT_EQ(s1.tokens_this_month, 5050);
+  EXPECT_EQ(b->Admit("s", lim, 1).outcome, AdmitOutcome::kDailyQuotaExceeded);
+  EXPECT_EQ(calls.load(), 1);
+  // A failing source makes the admission unavailable (local limits), never unlimited.
+  a->SetQuotaUsageSource([](std::string_view, int64_t, int64_t) -> Result<QuotaUsage> {
+    return IoError("ledger down");
+  });
+  SharedAdmission s2 = a->Admit("t", lim, 1);
+  EXPECT_FALSE(s2.available);
+}
+
+// A request that finishes in the next period releases its reservation from the old counter
+// and is charged to the new one (as the ledger counts it, by finish time).
+TEST_F(RedisLimiter, RequestAcrossMidnightIsChargedToTheDayItFinished) {
+  ManualClock clock(1'764'201'600'000 - 1000);  // 2025-11-27 00:00:00 UTC minus 1 s
+  auto l = RedisRateLimiter::Connect(RedisServer::Get().url(), prefix_, &clock);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  RedisRateLimiter& a = **l;
+  const BucketLimits lim{0, 0, 1000, 0};
+  SharedAdmission before = a.Admit("d", lim, 400);
+  EXPECT_EQ(before.outcome, AdmitOutcome::kAdmitted);
+  EXPECT_EQ(before.retry_after_ms, 0);
+  clock.Advance(2000);  // the next UTC day
+  SharedAdmission after = a.Admit("d", lim, 100);
+  EXPECT_EQ(after.tokens_today, 100);  // a fresh counter
+  EXPECT_NE(after.day_start_ms, before.day_start_ms);
+  a.Complete("d", lim, before, 300);
+  a.Drain();
+  SharedAdmission next = a.Admit("d", lim, 1);
+  EXPECT_EQ(next.tokens_today, 100 + 300 + 1);
+  // The old day's counter lost its reservation of 400.
+  clock.Advance(-2000);
+  EXPECT_EQ(a.Admit("d", lim, 0).tokens_today, 0);
+}
+
 // The added latency of the shared path: one EVALSHA round trip through the limiter thread.
 TEST_F(RedisLimiter, AdmissionLatency) {
   auto a = Connect();

@@ -267,7 +267,8 @@ Response MetricsResponse(ServerState& st, const Request& req) {
   out += "tracemark_http_responses_total{code=\"429\"} " + std::to_string(m.responses_429.load()) + "\n";
   if (st.shared_limiter) {
     metric("tracemark_ratelimit_redis_failures_total", "counter",
-           "Rate-limit operations that could not reach Redis (served under this replica's own buckets).",
+           "Rate-limit and quota operations that could not reach Redis (served under this replica's own "
+           "buckets and quotas).",
            std::to_string(st.shared_limiter->failures()));
   }
   metric("tracemark_open_connections", "gauge", "Open client connections.", std::to_string(m.connections.load()));
@@ -358,7 +359,7 @@ std::string NetworkPrefix(beast::tcp_stream& stream) {
 // An admission, plus where its bucket reservation was made (released by CompleteRequest).
 struct AdmissionTicket : policy::Admission {
   bool via_redis = false;        // buckets taken in Redis (else in a local limiter)
-  int64_t redis_taken_tokens = 0;
+  policy::SharedAdmission redis;  // with --redis: the shared quota reservation to settle
 };
 
 ledger::AccountLimits QuotasOnly(ledger::AccountLimits l) {
@@ -401,9 +402,9 @@ net::awaitable<AdmissionTicket> AdmitRequest(ServerState& st, const ledger::Acco
   boost::system::error_code ec;
   policy::SharedAdmission shared = co_await channel->async_receive(net::redirect_error(net::use_awaitable, ec));
   if (ec) shared.available = false;
+  t.redis = shared;
   if (shared.available) {
     t.via_redis = true;
-    t.redis_taken_tokens = shared.taken_tokens;
     t.outcome = shared.outcome;
     t.retry_after_ms = shared.retry_after_ms;
     t.headers = shared.headers;
@@ -427,12 +428,11 @@ void CompleteRequest(ServerState& st, const ledger::AccountRecord& account, bool
                      int64_t actual_tokens) {
   st.limiter->Complete(account.id, t.reserved_tokens, actual_tokens);
   if (!st.shared_limiter) return;
-  if (t.via_redis) {
-    st.shared_limiter->Complete(account.id, policy::EffectiveBucketLimits(account.limits, throttled),
-                                t.redis_taken_tokens, actual_tokens);
-  } else {
-    st.fallback_limiter->Complete(account.id, t.reserved_tokens, actual_tokens);
-  }
+  // Settles the shared quota reservation (and, for an admission made in Redis, the buckets);
+  // usage served under local limits during an outage is still charged to the shared quotas.
+  st.shared_limiter->Complete(account.id, policy::EffectiveBucketLimits(account.limits, throttled), t.redis,
+                              actual_tokens);
+  if (!t.via_redis) st.fallback_limiter->Complete(account.id, t.reserved_tokens, actual_tokens);
 }
 
 // Reports a completed request to the distillation monitor. Never fails the request.
@@ -574,6 +574,10 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
   auto executor = co_await net::this_coro::executor;
   auto channel = std::make_shared<EventChannel>(
       executor, static_cast<size_t>(n_choices) * (static_cast<size_t>(max_tokens) + 8));
+  // Non-streaming replies accumulate their text on the engine thread, and only each choice's
+  // final event crosses to the event loop: one wake-up per choice instead of one per token. The
+  // channel's lock orders the engine thread's writes before the final event is received.
+  auto texts = std::make_shared<std::vector<std::string>>(static_cast<size_t>(n_choices));
   std::vector<std::shared_ptr<GenerationJob>> jobs;
   auto cancel_all = [&jobs] {
     for (auto& j : jobs) j->cancelled.store(true);
@@ -596,7 +600,12 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
     job->max_tokens = max_tokens;
     job->stop = cr.stop;
     job->hook = std::move(hook).value();
-    job->sink = [channel, i](GenerationEvent e) {
+    job->sink = [channel, texts, i, streaming = cr.stream](GenerationEvent e) {
+      if (!streaming) {
+        (*texts)[static_cast<size_t>(i)] += e.text;
+        if (!e.done) return;
+        e.text.clear();
+      }
       e.choice = i;
       channel->try_send(boost::system::error_code{}, std::move(e));
     };
@@ -615,7 +624,6 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
   const std::string id = st.NewId(chat ? "chatcmpl-" : "cmpl-");
   const int64_t created = started_ms / 1000;
   bool client_ok = true;
-  std::vector<std::string> texts(static_cast<size_t>(n_choices));  // non-streaming accumulation
   std::vector<GenerationEvent> dones(static_cast<size_t>(n_choices));
   http::response<http::empty_body> sse{http::status::ok, req.version()};
   if (cr.stream) {
@@ -658,19 +666,15 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
       break;
     }
     const size_t i = static_cast<size_t>(std::clamp(e.choice, 0, n_choices - 1));
-    if (!e.text.empty()) {
-      if (cr.stream) {
-        if (client_ok) {
-          client_ok = co_await WriteChunk(stream, "data: " + DumpJson(ChunkJson(chat, id, created, st.model_id, &e.text,
-                                                                               nullptr, false, cr.include_usage,
-                                                                               static_cast<int32_t>(i))) + "\n\n");
-          if (!client_ok) {
-            cancel_all();
-            ++st.metrics.clients_dropped;
-          }
-        }
-      } else {
-        texts[i] += e.text;
+    // Streaming: every event's text, the final event's included (text the stop matcher held
+    // back), goes out here once; the finish chunk below carries no content.
+    if (!e.text.empty() && cr.stream && client_ok) {
+      client_ok = co_await WriteChunk(stream, "data: " + DumpJson(ChunkJson(chat, id, created, st.model_id, &e.text,
+                                                                           nullptr, false, cr.include_usage,
+                                                                           static_cast<int32_t>(i))) + "\n\n");
+      if (!client_ok) {
+        cancel_all();
+        ++st.metrics.clients_dropped;
       }
     }
     if (e.done && !dones[i].done) {
@@ -728,8 +732,7 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
     std::string out;
     for (int32_t i = 0; i < n_choices; ++i) {
       const GenerationEvent& d = dones[static_cast<size_t>(i)];
-      const std::string* tail = d.text.empty() ? nullptr : &d.text;
-      out += "data: " + DumpJson(ChunkJson(chat, id, created, st.model_id, tail, finish_of(d).c_str(), false,
+      out += "data: " + DumpJson(ChunkJson(chat, id, created, st.model_id, nullptr, finish_of(d).c_str(), false,
                                            cr.include_usage, i)) + "\n\n";
     }
     if (cr.include_usage) {
@@ -757,7 +760,7 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
   Json choices = Json::array();
   for (int32_t i = 0; i < n_choices; ++i) {
     const GenerationEvent& d = dones[static_cast<size_t>(i)];
-    const std::string text = texts[static_cast<size_t>(i)] + d.text;
+    const std::string& text = (*texts)[static_cast<size_t>(i)];
     Json choice = {{"index", i}, {"logprobs", nullptr}, {"finish_reason", finish_of(d)}};
     if (chat) {
       choice["message"] = {{"role", "assistant"}, {"content", text}, {"refusal", nullptr}};
@@ -775,7 +778,9 @@ net::awaitable<bool> HandleCompletion(ServerState& st, beast::tcp_stream& stream
                {"usage", UsageJson(n_prompt, n_completion)}};
   Response res = MakeResponse(req, 200, DumpJson(body), "application/json");
   res.set("x-request-id", id);
-  SetRateLimitHeaders(res.base(), PeekLimits(st, account, throttled));
+  // As OpenAI: the limits as they stood once this request was counted (a later peek would show
+  // the bucket refilled during generation, e.g. 600 of 600 after a long first request).
+  SetRateLimitHeaders(res.base(), adm.headers);
   co_return co_await Send(stream, res, st);
 }
 
@@ -1087,6 +1092,8 @@ net::awaitable<void> Listen(tcp::acceptor& acceptor, ServerState& st) {
       socket.close(ec);
       continue;
     }
+    // Responses and SSE chunks are written whole: never hold one back for Nagle's algorithm.
+    socket.set_option(tcp::no_delay(true), ec);
     net::co_spawn(acceptor.get_executor(), Session(std::move(socket), st), net::detached);
   }
 }
@@ -1115,6 +1122,15 @@ Status Setup(ServerState& st, const ServerOptions& o) {
   if (!o.redis_url.empty()) {
     TM_ASSIGN_OR_RETURN(st.shared_limiter, policy::RedisRateLimiter::Connect(o.redis_url));
     st.fallback_limiter = std::make_unique<policy::RateLimiter>(&st.clock);
+    // Shared quota counters start from the ledger's usage (new period, or Redis restarted).
+    ledger::LedgerStore* store = st.store.get();
+    st.shared_limiter->SetQuotaUsageSource(
+        [store](std::string_view account_id, int64_t day_start_ms,
+                int64_t month_start_ms) -> Result<policy::QuotaUsage> {
+          TM_ASSIGN_OR_RETURN(int64_t day, store->TokensSince(account_id, day_start_ms));
+          TM_ASSIGN_OR_RETURN(int64_t month, store->TokensSince(account_id, month_start_ms));
+          return policy::QuotaUsage{day, month};
+        });
   }
   if (o.monitor_interval_s < 1 || o.monitor_interval_s > kMaxMonitorIntervalSeconds) {
     return InvalidArgument("--monitor-interval-s must be in 1.." + std::to_string(kMaxMonitorIntervalSeconds));
@@ -1247,13 +1263,15 @@ Status RunServer(const ServerOptions& options) {
                  st->model_id.c_str());
   }
 
-  // Suspensions and new keys made by other processes or replicas take effect within this bound.
+  // Suspensions and new keys made by other processes or replicas take effect within this bound;
+  // with PostgreSQL the wait ends early on a change notification (LISTEN/NOTIFY), so they take
+  // effect within milliseconds and the poll only covers a lost notification.
   std::atomic<bool> stopping{false};
   std::thread refresher([&] {
     std::unordered_map<std::string, std::string> last_states;
     ResetMonitorOnReinstatement(*st, &last_states);
     while (!stopping.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(policy::kAuthRefreshIntervalMs));
+      st->store->WaitForAccountChange(policy::kAuthRefreshIntervalMs).ok();
       Status s = st->auth->Refresh();
       if (!s.ok()) std::fprintf(stderr, "tracemark serve: account refresh failed: %s\n", s.message().c_str());
       if (s.ok()) ResetMonitorOnReinstatement(*st, &last_states);

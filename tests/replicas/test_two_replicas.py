@@ -3,7 +3,9 @@ official openai SDK. Each test module run starts its own throwaway PostgreSQL cl
 redis-server (tests/replicas/throwaway_servers.sh) and stops them at the end.
 
 Checks: an account created through one replica is served by both; a requests-per-minute limit
-holds across both replicas (shared Redis buckets) within 1% + 2; a suspension or reinstatement
+holds across both replicas (shared Redis buckets) within 1% + 2; a daily token quota spent on one
+replica is refused by the other (insufficient_quota), and from four threads over both replicas
+the tokens served stop within one request of the quota; a suspension or reinstatement
 made on replica A (admin API) or by the CLI writing the ledger is honored by replica B within
 1 s, and a CLI reinstatement resets B's distillation monitor state; usage records from both
 replicas land in PostgreSQL exactly once."""
@@ -179,9 +181,92 @@ def model_id(cluster):
     return cluster.replicas[0].client(acct["api_key"]).models.list().data[0].id
 
 
-def new_account(cluster, name, rpm=10000, tpm=10_000_000, via=0):
-    return cluster.replicas[via].admin("POST", "/admin/v1/accounts",
-                                       {"name": name, "limits": {"requests_per_minute": rpm, "tokens_per_minute": tpm}})
+def new_account(cluster, name, rpm=10000, tpm=10_000_000, via=0, **quotas):
+    limits = {"requests_per_minute": rpm, "tokens_per_minute": tpm, **quotas}
+    return cluster.replicas[via].admin("POST", "/admin/v1/accounts", {"name": name, "limits": limits})
+
+
+def tokens_per_request(cluster, model_id):
+    """prompt + completion tokens of one chat() call (its quota reservation too: max_tokens=1)."""
+    acct = new_account(cluster, "measure")
+    u = chat(cluster.replicas[0].client(acct["api_key"]), model_id).usage
+    assert u.completion_tokens == 1
+    return u.prompt_tokens + u.completion_tokens
+
+
+def insufficient_quota(fn):
+    """True when fn() raises the SDK's quota error; False when it succeeds."""
+    import openai
+    try:
+        fn()
+        return False
+    except openai.RateLimitError as e:
+        assert e.code == "insufficient_quota", e
+        return True
+
+
+def test_daily_quota_spent_on_one_replica_is_refused_by_the_other(cluster, model_id):
+    a, b = cluster.replicas
+    per = tokens_per_request(cluster, model_id)
+    quota = 4 * per + per // 2
+    acct = new_account(cluster, "quota-a-then-b", tokens_per_day=quota)
+    ca, cb = a.client(acct["api_key"]), b.client(acct["api_key"])
+    served = 0
+    while not insufficient_quota(lambda: chat(ca, model_id)):
+        served += 1
+        assert served <= 10, "replica A never refused"
+    # 5 requests of `per` tokens reach 4.5 * per: A refuses the 6th.
+    assert served == 5, served
+    # B has served nothing itself: per-replica counters would admit; the shared one refuses.
+    assert insufficient_quota(lambda: chat(cb, model_id))
+    assert insufficient_quota(lambda: cb.completions.create(model=model_id, prompt="Hi", max_tokens=1))
+    rows = cluster.psql(f"SELECT COUNT(*) FROM usage WHERE account_id = '{int(acct['id'])}'")
+    assert int(rows[0]) <= served
+
+
+def test_quota_holds_across_both_replicas_under_concurrency(cluster, model_id):
+    a, b = cluster.replicas
+    per = tokens_per_request(cluster, model_id)
+    quota = 16 * per
+    acct = new_account(cluster, "quota-shared", tokens_per_day=quota)
+    clients = [r.client(acct["api_key"]) for r in (a, b)]
+    used = []
+    errors = []
+    lock = threading.Lock()
+
+    def worker(i):
+        import openai
+        c = clients[i % 2]
+        for _ in range(40):
+            try:
+                out = chat(c, model_id)
+            except openai.RateLimitError as e:
+                if e.code != "insufficient_quota":
+                    with lock:
+                        errors.append(repr(e))
+                return
+            except Exception as e:  # noqa: BLE001 - reported by the main thread
+                with lock:
+                    errors.append(repr(e))
+                return
+            with lock:
+                used.append(out.usage.prompt_tokens + out.usage.completion_tokens)
+        with lock:
+            errors.append(f"thread {i} was never refused")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    total = sum(used)
+    print(f"\nshared daily quota {quota} tokens over 2 replicas x 2 threads: {len(used)} requests served, "
+          f"{total} tokens (one request = {per}); per-replica quotas would allow about {2 * quota}")
+    # Reservations in flight count: the last admission starts below the quota.
+    assert quota - per <= total < quota + per, (total, quota, per)
+    for c in clients:
+        assert insufficient_quota(lambda: chat(c, model_id))
 
 
 def test_account_created_on_a_is_served_by_both(cluster, model_id):
@@ -356,11 +441,13 @@ def metric(replica, name):
 
 
 def test_zz_redis_outage_falls_back_to_local_limits(cluster, model_id):
-    """Runs last (it stops Redis): requests keep being served, under each replica's own buckets,
-    without waiting on the dead server beyond the connect timeout."""
+    """Runs last (it stops Redis): requests keep being served, under each replica's own buckets
+    and quotas, without waiting on the dead server beyond the connect timeout."""
     import openai
     a, b = cluster.replicas
     acct = new_account(cluster, "outage", rpm=3)
+    per = tokens_per_request(cluster, model_id)
+    qacct = new_account(cluster, "outage-quota", tokens_per_day=2 * per + per // 2)
     subprocess.run([str(SCRIPT), "redis-stop", str(cluster.redis_dir)], timeout=60, check=True)
     time.sleep(0.3)
     for r in (a, b):
@@ -377,3 +464,12 @@ def test_zz_redis_outage_falls_back_to_local_limits(cluster, model_id):
         assert served == 3, (r.name, served)
         assert time.monotonic() - t0 < 30
         assert metric(r, "tracemark_ratelimit_redis_failures_total") >= 1
+    # Quotas fall back the same way: each replica enforces the daily quota on its own counters
+    # (3 requests of `per` tokens reach 2.5 * per on each), so the pair serves twice the quota.
+    for r in (a, b):
+        c = r.client(qacct["api_key"])
+        served = 0
+        while not insufficient_quota(lambda: chat(c, model_id)):
+            served += 1
+            assert served <= 6, r.name
+        assert served == 3, (r.name, served)

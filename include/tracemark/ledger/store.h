@@ -125,7 +125,18 @@ class LedgerStore {
 
   virtual Result<std::optional<std::string>> GetMeta(std::string_view key) = 0;
   virtual Status SetMeta(std::string_view key, std::string_view value) = 0;
+
+  // Blocks up to timeout_ms for a change to accounts or API keys made by any process (state,
+  // limits, new account or key, revocation); returns true when one was announced. PostgreSQL
+  // announces every such change with NOTIFY on kAccountChangeChannel and listens on its own
+  // connection, so a replica polling with this reacts within milliseconds. This default (SQLite,
+  // one host: nothing to listen to) sleeps for the timeout and returns false. May be called from
+  // one thread concurrently with every other call.
+  virtual Result<bool> WaitForAccountChange(int64_t timeout_ms);
 };
+
+// The PostgreSQL NOTIFY channel of account and key changes (payload: the account or key id).
+inline constexpr std::string_view kAccountChangeChannel = "tracemark_accounts";
 
 // Opens (creating if needed) the store named by url: "sqlite:PATH" or a libpq URI
 // "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAMS]" (also "postgres://"). Both migrate the
