@@ -6,15 +6,36 @@
 # human document. Then again after `tracemark redteam desensitize` (PII masking, normalization,
 # truncation to 75%, 20% synonym substitution, mixing): found / attributed rates are reported.
 #
-# Usage: planted_docs.sh TRACEMARK_BINARY [ci|full|make-ci-data]
+# Usage: planted_docs.sh TRACEMARK_BINARY [ci|full|make-ci-data] [--keyring FILE] [--docs N]
+#            [--planted FILE] [--save-planted FILE] [--synonyms R] [--require-desensitized]
 #   ci:   5 planted docs in 500 (the ctest `planted_docs_ci`, < 60 s). The planted docs are the
 #         committed tests/data/redteam/planted_wm.jsonl, made by this script's make-ci-data mode
 #         with the same engine, keyring and seeds (generation is too slow for a 60 s test on 2
 #         loaded cores). Asserts the verdicts before and zero false positives after.
 #   full: 40 freshly generated planted docs in 4,000 (human text from `bible` when installed).
+#   --keyring FILE      keyring of the planted docs (default tests/data/cli/test.keyring); its
+#                       active scheme is the variant measured
+#   --docs N            planted docs (corpus of 100 N documents) instead of the mode's count
+#   --planted FILE      use these planted docs (JSONL id/account/text) instead of generating
+#   --save-planted FILE keep the generated planted docs (a cache for re-measuring detection)
+#   --synonyms R        synonym substitution rate of the desensitization (default 0.2)
+#   --require-desensitized  also assert all found and attributed after desensitization
 set -euo pipefail
 BIN=$(realpath "$1")
 SIZE=${2:-ci}
+shift 2 || shift $#
+KEYRING=tests/data/cli/test.keyring; DOCS=""; PLANTED=""; SAVE_PLANTED=""; SYN=0.2; REQUIRE_DESENS=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --keyring) KEYRING=$(realpath "$2"); shift 2 ;;
+    --docs) DOCS=$2; shift 2 ;;
+    --planted) PLANTED=$(realpath "$2"); shift 2 ;;
+    --save-planted) SAVE_PLANTED=$(realpath -m "$2"); shift 2 ;;
+    --synonyms) SYN=$2; shift 2 ;;
+    --require-desensitized) REQUIRE_DESENS=1; shift ;;
+    *) echo "planted_docs.sh: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 MODEL=${TRACEMARK_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -23,13 +44,14 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-cp tests/data/cli/test.keyring "$tmp/k"
+cp "$KEYRING" "$tmp/k"
 chmod 600 "$tmp/k"
+echo "keyring $KEYRING: scheme $(awk '$1 == "key" {print $4}' "$tmp/k" | tail -n 1)"
 if [ "$SIZE" = ci ]; then
-  N_WM=5; N_TOTAL=500
+  N_WM=${DOCS:-5}; N_TOTAL=$((100 * N_WM))
   head -n $((N_TOTAL - N_WM)) tests/data/redteam/kjv_docs.txt > "$tmp/human.txt"
 else
-  N_WM=40; N_TOTAL=4000
+  N_WM=${DOCS:-40}; N_TOTAL=$((100 * N_WM))
   if command -v bible >/dev/null; then
     tools/make_kjv_corpus.sh "$tmp/human_all.txt" "gen1:1-50:26" "exo1:1-40:38" "lev1:1-27:34" "num1:1-36:13" \
       "deu1:1-34:12" "jos1:1-24:33" "jdg1:1-21:25" "1sa1:1-31:13" "2sa1:1-24:25" "1ki1:1-22:53" "2ki1:1-25:30" \
@@ -49,8 +71,14 @@ ACCOUNTS=(101 202 303 404 505)
 MAX_TOKENS=400
 t0=$(date +%s.%N)
 : > "$tmp/wm.jsonl"
-if [ "$SIZE" = make-ci-data ]; then N_WM=5; fi
-if [ "$SIZE" = ci ]; then cp tests/data/redteam/planted_wm.jsonl "$tmp/wm.jsonl"; N_GEN=0; else N_GEN=$N_WM; fi
+if [ "$SIZE" = make-ci-data ]; then N_WM=${DOCS:-5}; fi
+if [ "$SIZE" = ci ] && [ -z "$PLANTED" ]; then PLANTED=tests/data/redteam/planted_wm.jsonl; fi
+if [ -n "$PLANTED" ]; then
+  head -n "$N_WM" "$PLANTED" > "$tmp/wm.jsonl"; N_GEN=0
+  [ "$(wc -l < "$tmp/wm.jsonl")" = "$N_WM" ] || fail "$PLANTED has fewer than $N_WM planted docs"
+else
+  N_GEN=$N_WM
+fi
 # Planted documents are essays of at least MIN_WORDS words (per-document attribution needs a few
 # hundred tokens); a shorter generation (the model ended early) is redone with the next seed. The
 # rule looks at length only, never at detection.
@@ -72,6 +100,7 @@ print(json.dumps({"id": f"wm-{sys.argv[3]}", "account": sys.argv[2], "text": g["
 PY
 done
 t_gen=$(python3 -c "import time; print(round(time.time() - $t0, 1))")
+[ -n "$SAVE_PLANTED" ] && [ "$N_GEN" -gt 0 ] && cp "$tmp/wm.jsonl" "$SAVE_PLANTED"
 if [ "$SIZE" = make-ci-data ]; then
   cp "$tmp/wm.jsonl" tests/data/redteam/planted_wm.jsonl
   echo "wrote tests/data/redteam/planted_wm.jsonl ($N_WM docs, ${t_gen} s)"
@@ -116,9 +145,26 @@ PY
 
 scan_and_score plain "$tmp/wm.jsonl"
 "$BIN" redteam desensitize "$tmp/wm.jsonl" "$tmp/wm_desens.jsonl" --mask-pii --normalize --truncate 0.75 \
-  --synonyms 0.2 --seed 9 > "$tmp/desens_stats.json"
+  --synonyms "$SYN" --seed 9 > "$tmp/desens_stats.json"
 echo "desensitize: $(cat "$tmp/desens_stats.json")"
 scan_and_score desensitized "$tmp/wm_desens.jsonl"
+# Per planted document (detect, same detector as scan): log10 p of "is it ours?" and of the account.
+python3 - "$tmp/wm.jsonl" "$tmp/wm_desens.jsonl" "$BIN" "$tmp/k" "$MODEL" <<'PY'
+import json, subprocess, sys
+def lp(v):
+    return "n/a" if v is None else f"{v:.1f}"
+docs = [[json.loads(l) for l in open(f)] for f in sys.argv[1:3]]
+print("| doc | account | log10 p before | log10 p_account before | log10 p after | log10 p_account after | account after |")
+print("|---|---|---|---|---|---|---|")
+for a, b in zip(*docs):
+    cells = []
+    for d in (a, b):
+        r = json.loads(subprocess.run([sys.argv[3], "detect", "--keyring", sys.argv[4], "--model", sys.argv[5], "--json", "-"],
+                                      input=d["text"], capture_output=True, text=True, check=True).stdout)
+        cells += [lp(r.get("log10_p_value")), lp(r.get("account_log10_p_value"))]
+        last = r["account"]
+    print(f'| {a["id"]} | {a["account"]} | ' + " | ".join(cells) + f" | {last} |")
+PY
 echo "generation of $N_GEN planted docs: ${t_gen} s"
 
 get() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
@@ -134,7 +180,12 @@ done
 [ "$(get "$P" found)" = "$N_WM" ] || fail "plain: $(get "$P" found)/$N_WM planted docs found"
 [ "$(get "$P" attributed)" = "$N_WM" ] || fail "plain: $(get "$P" attributed)/$N_WM attributed"
 [ "$(get "$P" clean_flagged)" = 0 ] || fail "plain: $(get "$P" clean_flagged) human docs flagged"
-# After desensitization: no false positive and no document attributed to the wrong account.
+# After desensitization: no false positive and no document attributed to the wrong account; with
+# --require-desensitized also every planted document found and attributed.
 [ "$(get "$D" clean_flagged)" = 0 ] || fail "desensitized: $(get "$D" clean_flagged) human docs flagged"
 [ "$(get "$D" misattributed)" = 0 ] || fail "desensitized: $(get "$D" misattributed) docs attributed to a wrong account"
+if [ "$REQUIRE_DESENS" = 1 ]; then
+  [ "$(get "$D" found)" = "$N_WM" ] || fail "desensitized: $(get "$D" found)/$N_WM planted docs found"
+  [ "$(get "$D" attributed)" = "$N_WM" ] || fail "desensitized: $(get "$D" attributed)/$N_WM attributed"
+fi
 echo "1 passed, 0 failed"

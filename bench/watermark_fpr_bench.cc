@@ -3,6 +3,7 @@
 //
 //   watermark_fpr_bench MODEL FILE... [--window 200] [--stride 20] [--keys 3] [--threads 2]
 //                       [--schemes a,b,..] [--dedup window|corpus] [--labels a,b,..]
+//                       [--max-token-prob P] [--max-file-tokens N]
 //
 // Text: each FILE is UTF-8 text (one corpus per file), tokenized with MODEL's tokenizer (no
 // special tokens) in chunks of whole lines, then cut into windows of --window tokens every
@@ -24,10 +25,18 @@
 // --dedup corpus: windows do not overlap (stride = window) and each (context, token) tuple is
 // scored only in the first window where it occurs in the whole corpus (DetectOptions::
 // corpus_tuples), so no two windows share a tuple and, for a fixed key, their p-values are
-// independent. Output: Markdown tables on stdout.
+// independent.
+//
+// --max-token-prob P: the token-probability filter (DetectOptions::token_prob): the model is run
+// over each whole FILE (chunks of kProbChunkTokens predictions with kProbOverlapTokens of carried
+// context, temperature 1) and tuples whose token has probability > P are not scored. The
+// selection depends on the text only, so the exact size stays alpha. --max-file-tokens N keeps
+// the first N tokens of each FILE (the model pass costs ~ms per token on 2 cores).
+// Output: Markdown tables on stdout.
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -39,6 +48,7 @@
 #include <thread>
 #include <vector>
 
+#include "tracemark/model/context.h"
 #include "tracemark/model/model.h"
 #include "tracemark/text/tokenizer.h"
 #include "tracemark/watermark/detector.h"
@@ -55,6 +65,8 @@ constexpr double kAlphas[] = {1e-2, 1e-3, 1e-4};
 constexpr int kNumAlphas = static_cast<int>(std::size(kAlphas));
 constexpr size_t kTokenizeChunkBytes = 1 << 16;  // lines are grouped into chunks this big
 constexpr size_t kMaxFileBytes = size_t{64} << 20;
+constexpr int32_t kProbChunkTokens = 1024;
+constexpr int32_t kProbOverlapTokens = 256;
 
 struct Options {
   std::string model;
@@ -64,6 +76,8 @@ struct Options {
   int keys = 3;
   int threads = 2;
   bool corpus_dedup = false;
+  double max_token_prob = 0.0;  // 0: filter off
+  size_t max_file_tokens = 0;   // 0: whole files
   std::vector<std::string> schemes = {"gumbel", "kgw-lefthash", "kgw-selfhash", "synthid"};
 };
 
@@ -94,7 +108,8 @@ wm::Keyring MakeKeyring(const std::string& spec, int key) {
   return std::move(r).value();
 }
 
-std::vector<int32_t> TokenizeFile(const tmk::text::Tokenizer& tok, const std::string& path) {
+// Tokens of the whole file, or of its first chunks up to about `limit` tokens (0 = no limit).
+std::vector<int32_t> TokenizeFile(const tmk::text::Tokenizer& tok, const std::string& path, size_t limit) {
   std::ifstream in(path, std::ios::binary);
   if (!in) Die("cannot read " + path);
   std::vector<int32_t> ids;
@@ -107,6 +122,7 @@ std::vector<int32_t> TokenizeFile(const tmk::text::Tokenizer& tok, const std::st
     chunk.clear();
   };
   while (std::getline(in, line)) {
+    if (limit > 0 && ids.size() >= limit) break;
     total += line.size() + 1;
     if (total > kMaxFileBytes) Die(path + " is larger than 64 MiB");
     chunk += line;
@@ -115,6 +131,36 @@ std::vector<int32_t> TokenizeFile(const tmk::text::Tokenizer& tok, const std::st
   }
   flush();
   return ids;
+}
+
+// p[i] = the model's probability of ids[i] after ids[0, i) (temperature 1); p[0] = 1.
+std::vector<float> TokenProbabilities(tmk::Model& model, const std::vector<int32_t>& ids, int threads) {
+  std::vector<float> p(ids.size(), 1.0f);
+  tmk::ContextOptions copt;
+  copt.n_ctx = kProbChunkTokens + kProbOverlapTokens;
+  copt.max_batch = copt.n_ctx;
+  copt.max_outputs = copt.n_ctx;
+  copt.n_threads = threads;
+  auto ctx = tmk::Context::Create(model, copt);
+  if (!ctx.ok()) Die(ctx.status().message());
+  tmk::Batch batch;
+  for (size_t start = 1; start < ids.size(); start += kProbChunkTokens) {
+    const size_t stop = std::min(ids.size(), start + kProbChunkTokens);
+    const size_t begin = start > static_cast<size_t>(kProbOverlapTokens) + 1 ? start - 1 - kProbOverlapTokens : 0;
+    batch.Clear();
+    (*ctx)->ClearSeq(0);
+    for (size_t i = begin; i + 1 < stop; ++i) batch.Add(ids[i], static_cast<int32_t>(i - begin), 0, i + 1 >= start);
+    if (auto st = (*ctx)->Decode(batch); !st.ok()) Die(st.message());
+    for (size_t i = start; i < stop; ++i) {
+      const auto l = (*ctx)->Logits((*ctx)->OutputOf(static_cast<int32_t>(i - 1 - begin)));
+      float mx = l[0];
+      for (float x : l) mx = std::max(mx, x);
+      double z = 0;
+      for (float x : l) z += std::exp(static_cast<double>(x - mx));
+      p[i] = static_cast<float>(std::exp(static_cast<double>(l[static_cast<size_t>(ids[i])] - mx)) / z);
+    }
+  }
+  return p;
 }
 
 // log P(Bin(n, p) <= k).
@@ -204,6 +250,8 @@ int main(int argc, char** argv) {
     else if (k == "--threads") opt.threads = std::atoi(v.c_str());
     else if (k == "--schemes") opt.schemes = SplitComma(v);
     else if (k == "--labels") opt.labels = SplitComma(v);
+    else if (k == "--max-token-prob") opt.max_token_prob = std::atof(v.c_str());
+    else if (k == "--max-file-tokens") opt.max_file_tokens = static_cast<size_t>(std::atoll(v.c_str()));
     else if (k == "--dedup") {
       if (v != "window" && v != "corpus") Die("--dedup must be window or corpus");
       opt.corpus_dedup = v == "corpus";
@@ -215,7 +263,8 @@ int main(int argc, char** argv) {
   if (positional.size() < 2) {
     std::fprintf(stderr,
                  "usage: watermark_fpr_bench MODEL FILE... [--window 200] [--stride 20] [--keys 3] [--threads 2]\n"
-                 "       [--schemes a,b,..] [--dedup window|corpus] [--labels a,b,..]\n");
+                 "       [--schemes a,b,..] [--dedup window|corpus] [--labels a,b,..]\n"
+                 "       [--max-token-prob P] [--max-file-tokens N]\n");
     return 2;
   }
   opt.model = positional[0];
@@ -228,10 +277,18 @@ int main(int argc, char** argv) {
   if (!tok.ok()) Die(tok.status().message());
 
   std::vector<std::vector<int32_t>> sources;
+  std::vector<std::vector<float>> probs;  // per source, when the filter is on
   std::vector<Window> windows;
   std::vector<std::string> labels;
   for (size_t f = 0; f < opt.files.size(); ++f) {
-    sources.push_back(TokenizeFile(**tok, opt.files[f]));
+    sources.push_back(TokenizeFile(**tok, opt.files[f], opt.max_file_tokens));
+    if (opt.max_file_tokens > 0 && sources.back().size() > opt.max_file_tokens) sources.back().resize(opt.max_file_tokens);
+    if (opt.max_token_prob > 0.0) {
+      const auto start = std::chrono::steady_clock::now();
+      probs.push_back(TokenProbabilities(**model, sources.back(), opt.threads));
+      std::fprintf(stderr, "%s: token probabilities in %.0f s\n", opt.files[f].c_str(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
     std::string label = f < opt.labels.size() ? opt.labels[f] : opt.files[f];
     labels.push_back(label);
     const auto& ids = sources.back();
@@ -245,8 +302,9 @@ int main(int argc, char** argv) {
   std::string input;
   for (size_t f = 0; f < labels.size(); ++f) input += (f ? " + " : "") + labels[f];
   char buf[128];
-  std::snprintf(buf, sizeof(buf), " (%d-token windows, stride %d, %s dedup)", opt.window, opt.stride,
-                opt.corpus_dedup ? "corpus" : "per-window");
+  std::snprintf(buf, sizeof(buf), " (%d-token windows, stride %d, %s dedup%s)", opt.window, opt.stride,
+                opt.corpus_dedup ? "corpus" : "per-window",
+                opt.max_token_prob > 0 ? (", p(token) <= " + std::to_string(opt.max_token_prob).substr(0, 4)).c_str() : "");
   input += buf;
   std::printf("| scheme | key | input | test | windows | FPR @1e-2 | @1e-3 | @1e-4 |\n|---|---|---|---|---|---|---|---|\n");
 
@@ -275,6 +333,11 @@ int main(int argc, char** argv) {
       for (size_t w = 0; w < windows.size(); ++w) {
         const auto& ids = sources[static_cast<size_t>(windows[w].source)];
         const auto span = std::span<const int32_t>(ids).subspan(windows[w].begin, static_cast<size_t>(opt.window));
+        if (!probs.empty()) {
+          o.token_prob = std::span<const float>(probs[static_cast<size_t>(windows[w].source)])
+                             .subspan(windows[w].begin, static_cast<size_t>(opt.window));
+          o.max_token_prob = opt.max_token_prob;
+        }
         auto d = det->Detect(span, o);
         if (!d.ok()) Die(d.status().message());
         ++c.windows;

@@ -5,13 +5,24 @@
 //
 //   watermark_power_bench MODEL [--prompts N] [--tokens N] [--threads N] [--cache FILE]
 //                         [--schemes a,b,..] [--temperatures 0.7,1.0] [--secret-fill B]
-//                         [--analyze 1] [--dump-text FILE]
+//                         [--analyze 1] [--dump-text FILE] [--stats 1] [--candidates P]
+//                         [--probe-prefix 1]
 //
 // Default schemes: gumbel (the default, 4/2/2 lanes), gumbel:lanes=6/1/1, kgw-lefthash,
 // kgw-selfhash, synthid; "none" generates without a watermark. --analyze 1 adds,
 // for Gumbel cells, hypothetical tests with oracle keys (lane split, score function, unkeyed
 // steps, entropy) and, for every cell, the shipped detector with the entropy filter fed by the
 // model's entropies over the text alone. --dump-text writes the decoded answers (one per line).
+// --stats 1 (instead of the main tables) runs the model over every answer (text alone) and
+// compares "is it ours?" statistics on Gumbel cells: lanes (provider; provider + account and all
+// lanes with oracle keys), key-independent filters (token probability p1 at T = 1 or after the
+// sampler's transform, model entropy, sampling entropy) and score functions with exact tails
+// (Gamma upper -log(1-u), Gamma lower -log u, binomial counts of u > d), then the shipped
+// Detector with the token-probability filter at several thresholds. --candidates P (instead of
+// the main tables): rank of the true account among all ids by the payload lane (tokens with
+// p1 <= P) and "provider + account lane of ranked candidates" under several weighted Bonferroni
+// corrections. --probe-prefix 1: the model sees the chat template's opening of an assistant turn
+// (empty user message) before each answer when it computes the token probabilities.
 //
 // Each (scheme, T) cell generates N chat answers (one account per prompt) ONCE at --tokens tokens
 // (top-k 40, top-p 0.95, continued past end-of-turn) and detects prefixes. All sequences of one
@@ -21,10 +32,12 @@
 // reuses them on the next run, so detection changes can be re-measured without generating again.
 // Output: Markdown tables on stdout (docs/watermark.md).
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -72,6 +85,9 @@ struct Options {
   // watermark_fpr_bench: "none" cells, or distortion-free schemes under another secret).
   std::string dump_text;
   bool analyze = false;
+  bool stats = false;  // --stats 1: AnalyzeStatistics on every Gumbel cell
+  double candidates = 0;  // --candidates P: AnalyzeCandidates with p(token) <= P, then exit
+  bool probe_prefix = false;
   std::vector<std::string> schemes = {"gumbel", "gumbel:lanes=6/1/1", "kgw-lefthash", "kgw-selfhash",
                                       "synthid"};
   std::vector<float> temperatures = {0.7f, 1.0f};
@@ -522,6 +538,360 @@ void EntropyFilterRows(const Options& opt, tmk::Model& model, const Cell& c) {
     std::printf(" %.0f |\n", scored200[t] / static_cast<double>(c.seqs.size()));
   }
 }
+
+// Per-token quantities a detector can compute from the text alone with the model (no key):
+// for every position i, the probability of tokens[i] under the model's distribution over the
+// text so far (temperature 1, full vocabulary, and the sampler's own transform: temperature
+// kProbeTemperature, top-k kTopK, top-p kTopP; 0 when outside the nucleus) and its entropy.
+struct TokenProbe {
+  std::vector<float> p1, p_sampled, entropy;
+};
+constexpr double kProbeTemperature = 0.7;
+// --probe-prefix 1: the chat template's opening of an assistant turn (empty user message).
+std::vector<int32_t> g_probe_prefix;
+const TokenProbe& CachedProbe(const Options& opt, tmk::Model& model, const Sequence* s);
+
+// `prefix` (may be empty) is fed before the text: e.g. the chat template's opening of an
+// assistant turn, so that the first tokens are predicted as the start of an answer.
+TokenProbe ProbeTokens(tmk::Context& ctx, std::span<const int32_t> tokens, std::span<const int32_t> prefix) {
+  TokenProbe out;
+  out.p1.assign(tokens.size(), 1.0f);
+  out.p_sampled.assign(tokens.size(), 1.0f);
+  out.entropy.assign(tokens.size(), 0.0f);
+  tmk::Batch batch;
+  ctx.ClearSeq(0);
+  const size_t np = prefix.size();
+  for (size_t i = 0; i < np; ++i) batch.Add(prefix[i], static_cast<int32_t>(i), 0, i + 1 == np);
+  for (size_t i = 0; i < tokens.size(); ++i) batch.Add(tokens[i], static_cast<int32_t>(np + i), 0, true);
+  if (auto st = ctx.Decode(batch); !st.ok()) Die(st);
+  std::vector<std::pair<float, int32_t>> sorted;
+  // Row r of the batch predicts batch token r + 1; text token k is predicted by row np + k - 1.
+  for (size_t i = (np > 0 ? 0 : 1) + np - 1; i + 1 < np + tokens.size(); ++i) {
+    const auto l = ctx.Logits(ctx.OutputOf(static_cast<int32_t>(i)));
+    const size_t k = i + 1 - np;  // the text token predicted here
+    float mx = -INFINITY;
+    for (float x : l) mx = std::max(mx, x);
+    double z = 0, zl = 0;
+    for (float x : l) {
+      const double e = std::exp(static_cast<double>(x - mx));
+      z += e;
+      zl += e * static_cast<double>(x - mx);
+    }
+    const int32_t next = tokens[k];
+    out.entropy[k] = static_cast<float>(std::log(z) - zl / z);
+    out.p1[k] = static_cast<float>(std::exp(static_cast<double>(l[static_cast<size_t>(next)] - mx)) / z);
+    sorted.clear();
+    for (size_t v = 0; v < l.size(); ++v) sorted.push_back({l[v], static_cast<int32_t>(v)});
+    std::partial_sort(sorted.begin(), sorted.begin() + kTopK, sorted.end(),
+                      [](const auto& a, const auto& b) { return a.first > b.first; });
+    double zt = 0;
+    std::vector<double> pk(kTopK);
+    for (int k = 0; k < kTopK; ++k) {
+      pk[static_cast<size_t>(k)] = std::exp((sorted[static_cast<size_t>(k)].first - mx) / kProbeTemperature);
+      zt += pk[static_cast<size_t>(k)];
+    }
+    double cum = 0, kept = 0;
+    int keep = 0;
+    for (int k = 0; k < kTopK; ++k) {
+      cum += pk[static_cast<size_t>(k)] / zt;
+      ++keep;
+      if (cum >= kTopP) break;
+    }
+    for (int k = 0; k < keep; ++k) kept += pk[static_cast<size_t>(k)];
+    double pn = 0;
+    for (int k = 0; k < keep; ++k) {
+      if (sorted[static_cast<size_t>(k)].second == next) pn = pk[static_cast<size_t>(k)] / kept;
+    }
+    out.p_sampled[k] = static_cast<float>(pn);
+  }
+  return out;
+}
+
+// Candidate statistics for the Gumbel "is it ours?" test, on the same answers: which tuples are
+// scored (lane set, a key-independent filter from the model's view of the text) and how
+// (score function with an exact null tail). Raw p < 1e-6, no correction.
+void AnalyzeStatistics(const Options& opt, tmk::Model& model, const Cell& c) {
+  struct Tup {
+    size_t i;
+    wm::Lane lane;
+    double u;
+    float p1, ps, ent, gen_ent;
+  };
+  enum Score { kArs, kLog, kInd };
+  struct Variant {
+    std::string name;
+    int lanes;  // 1 provider, 2 payload (oracle digit), 4 account (oracle key)
+    std::function<bool(const Tup&)> keep;
+    Score score = kArs;
+    double ind = 0.5;
+    int detected[kNumLengths] = {};
+    double tuples200 = 0, lp200 = 0;
+    std::vector<double> lps200;
+  };
+  std::vector<Variant> v;
+  auto add = [&v](std::string name, int lanes, std::function<bool(const Tup&)> keep, Score score = kArs,
+                  double ind = 0.5) {
+    Variant x;
+    x.name = std::move(name);
+    x.lanes = lanes;
+    x.keep = std::move(keep);
+    x.score = score;
+    x.ind = ind;
+    v.push_back(std::move(x));
+  };
+  auto all = [](const Tup&) { return true; };
+  for (int lanes : {1, 5, 7}) {
+    const std::string ln = lanes == 1 ? "P" : lanes == 5 ? "P+A(oracle)" : "all(oracle)";
+    add(ln + " ars", lanes, all);
+    add(ln + " ars ent1>=0.3", lanes, [](const Tup& t) { return t.ent >= 0.3f; });
+    for (double th : {0.2, 0.3, 0.4, 0.5, 0.7, 0.9}) {
+      add(ln + " ars p1<=" + std::to_string(th).substr(0, 4), lanes,
+                   [th](const Tup& t) { return t.p1 <= th; });
+    }
+    for (double th : {0.9, 0.99}) {
+      add(ln + " ars ps<=" + std::to_string(th).substr(0, 4), lanes,
+                   [th](const Tup& t) { return t.ps <= th; });
+    }
+    add(ln + " ars genent>=0.3 (oracle)", lanes, [](const Tup& t) { return t.gen_ent >= 0.3f; });
+  }
+  add("P log p1<=0.9", 1, [](const Tup& t) { return t.p1 <= 0.9; }, kLog);
+  for (double d : {0.5, 0.8, 0.9, 0.95}) {
+    add("P ind u>" + std::to_string(d).substr(0, 4) + " p1<=0.9", 1,
+                 [](const Tup& t) { return t.p1 <= 0.9; }, kInd, d);
+  }
+  const double log_threshold = std::log(1e-6);
+  for (const Sequence* s : c.seqs) {
+    const TokenProbe& probe = CachedProbe(opt, model, s);
+    wm::Keyring ring = MakeKeyring(s->spec, opt.secret_fill);
+    auto params = wm::ParseSchemeSpec(s->spec);
+    auto keys = ring.DeriveSchemeKeys(1);
+    auto akey = ring.DeriveAccountKey(1, s->account);
+    if (!params.ok() || !keys.ok() || !akey.ok()) Die(tmk::InvalidArgument("analysis: bad keyring"));
+    const size_t h = static_cast<size_t>(params->context_width);
+    wm::TupleSet seen;
+    std::vector<Tup> tups;
+    for (size_t i = h; i < s->tokens.size(); ++i) {
+      const wm::ContextInfo info = wm::HashContext(keys->context_key, *params, s->tokens, i);
+      if (!seen.Insert(info.hash, s->tokens[i])) continue;
+      uint32_t w = 0;
+      switch (info.lane) {
+        case wm::Lane::kProvider:
+          w = wm::TokenWord(keys->provider_key, info.hash, s->tokens[i], 0);
+          break;
+        case wm::Lane::kPayload:
+          w = wm::TokenWord(keys->provider_key, info.hash, s->tokens[i],
+                            wm::PayloadSlot(info.position, wm::PayloadDigit(s->account, info.position)));
+          break;
+        case wm::Lane::kAccount:
+          w = wm::TokenWord(*akey, info.hash, s->tokens[i], 0);
+          break;
+      }
+      tups.push_back({i, info.lane, wm::WordToUniform(w), probe.p1[i], probe.p_sampled[i], probe.entropy[i],
+                      s->entropy[i]});
+    }
+    for (Variant& x : v) {
+      size_t li = 0;
+      double n = 0, sum = 0;
+      auto finish = [&](int l) {
+        double lp = 0;
+        const auto cnt = static_cast<int64_t>(n);
+        if (x.score == kArs) lp = wm::LogGammaUpperTail(cnt, sum);
+        else if (x.score == kLog) lp = wm::LogGammaLowerTail(cnt, sum);
+        else lp = wm::LogBinomialUpperTail(std::llround(sum), cnt, 1.0 - x.ind);
+        x.detected[l] += cnt > 0 && lp < log_threshold;
+        if (kLengths[l] == 200) {
+          x.tuples200 += n;
+          x.lps200.push_back(lp / std::log(10.0));
+        }
+      };
+      for (const Tup& t : tups) {
+        while (li < kNumLengths && t.i >= static_cast<size_t>(kLengths[li])) finish(static_cast<int>(li++));
+        const int bit = t.lane == wm::Lane::kProvider ? 1 : t.lane == wm::Lane::kPayload ? 2 : 4;
+        if ((x.lanes & bit) == 0 || !x.keep(t)) continue;
+        n += 1;
+        if (x.score == kArs) sum += -std::log1p(-t.u);
+        else if (x.score == kLog) sum += -std::log(t.u);
+        else sum += t.u > x.ind ? 1.0 : 0.0;
+      }
+      while (li < kNumLengths && static_cast<size_t>(kLengths[li]) <= s->tokens.size()) finish(static_cast<int>(li++));
+    }
+  }
+  std::printf("\nStatistics, %s T=%.1f: TPR at raw p < 1e-6 (p1: model prob of the token over the text alone at T=1;\n"
+              "ps: same after T=%.1f, top-k %d, top-p %.2f; ent1: model entropy at T=1; genent: sampling entropy)\n\n",
+              c.scheme.c_str(), c.temperature, kProbeTemperature, kTopK, kTopP);
+  std::printf("| test | 25 | 50 | 100 | 200 | 400 | tuples@200 | median log10 p@200 |\n|---|---|---|---|---|---|---|---|\n");
+  for (Variant& x : v) {
+    std::printf("| %s |", x.name.c_str());
+    for (int li = 0; li < kNumLengths; ++li) std::printf(" %d/%zu |", x.detected[li], c.seqs.size());
+    std::sort(x.lps200.begin(), x.lps200.end());
+    std::printf(" %.0f | %.2f |\n", x.tuples200 / static_cast<double>(c.seqs.size()),
+                x.lps200.empty() ? 0.0 : x.lps200[x.lps200.size() / 2]);
+  }
+  std::fflush(stdout);
+}
+
+// Attribution-aided detection at T = 0.7: rank of the true account among all 16^digits ids by
+// the payload-lane digit sums (filtered tuples), and TPR of "provider + account lane of the
+// candidate" under several candidate weightings (weighted Bonferroni; ranks from the payload
+// lane, independent of the provider and account lanes under H0), x3 for the other components.
+void AnalyzeCandidates(const Options& opt, tmk::Model& model, const Cell& c, double max_prob) {
+  constexpr int kLens[] = {100, 200, 400};
+  struct Weighting {
+    const char* name;
+    std::function<double(double)> cost;  // Bonferroni factor at rank k (inf = not verified)
+  };
+  const double inf = INFINITY;
+  std::vector<Weighting> ws = {
+      {"flat 16 (shipped)", [inf](double k) { return k <= 16 ? 16.0 : inf; }},
+      {"flat 4", [inf](double k) { return k <= 4 ? 4.0 : inf; }},
+      {"flat 256", [inf](double k) { return k <= 256 ? 256.0 : inf; }},
+      {"1.645 k^2", [](double k) { return 1.6449 * k * k; }},
+      {"k H_K (K=2^20)", [](double k) { return k * 14.43; }},
+      {"2 k log^2", [](double k) { return 2.0 * k * (1 + std::log(k)) * (1 + std::log(k)); }},
+  };
+  std::vector<std::array<int, 3>> det(ws.size()), det_prov_only(1);
+  std::vector<double> ranks[3];
+  for (const Sequence* s : c.seqs) {
+    const TokenProbe& probe = CachedProbe(opt, model, s);
+    wm::Keyring ring = MakeKeyring(s->spec, opt.secret_fill);
+    auto params = wm::ParseSchemeSpec(s->spec);
+    auto keys = ring.DeriveSchemeKeys(1);
+    auto akey = ring.DeriveAccountKey(1, s->account);
+    if (!params.ok() || !keys.ok() || !akey.ok()) Die(tmk::InvalidArgument("analysis: bad keyring"));
+    const int digits = params->payload_digits;
+    const size_t h = static_cast<size_t>(params->context_width);
+    for (int li = 0; li < 3; ++li) {
+      const size_t len = static_cast<size_t>(kLens[li]);
+      wm::TupleSet seen;
+      wm::ScoreSum prov, acc;
+      std::vector<double> dsum(static_cast<size_t>(digits) * 16, 0.0);
+      for (size_t i = h; i < len && i < s->tokens.size(); ++i) {
+        if (probe.p1[i] > max_prob) continue;
+        const wm::ContextInfo info = wm::HashContext(keys->context_key, *params, s->tokens, i);
+        if (!seen.Insert(info.hash, s->tokens[i])) continue;
+        auto score = [](uint32_t w) { return -std::log1p(-wm::WordToUniform(w)); };
+        if (info.lane == wm::Lane::kProvider) {
+          prov.Add(score(wm::TokenWord(keys->provider_key, info.hash, s->tokens[i], 0)));
+        } else if (info.lane == wm::Lane::kAccount) {
+          acc.Add(score(wm::TokenWord(*akey, info.hash, s->tokens[i], 0)));
+        } else {
+          for (int d = 0; d < 16; ++d) {
+            dsum[static_cast<size_t>(info.position) * 16 + static_cast<size_t>(d)] +=
+                score(wm::TokenWord(keys->provider_key, info.hash, s->tokens[i], wm::PayloadSlot(info.position, d)));
+          }
+        }
+      }
+      // Rank of the true id: 1 + #ids with a larger total (enumerated).
+      double truth = 0;
+      for (int j = 0; j < digits; ++j) truth += dsum[static_cast<size_t>(j) * 16 + static_cast<size_t>(wm::PayloadDigit(s->account, j))];
+      std::vector<double> totals{0.0};
+      for (int j = 0; j < digits; ++j) {
+        std::vector<double> next;
+        next.reserve(totals.size() * 16);
+        for (double t : totals) {
+          for (int d = 0; d < 16; ++d) next.push_back(t + dsum[static_cast<size_t>(j) * 16 + static_cast<size_t>(d)]);
+        }
+        totals.swap(next);
+      }
+      double rank = 1;
+      for (double t : totals) rank += t > truth + 1e-12;
+      ranks[li].push_back(rank);
+      wm::ScoreSum comb = prov;
+      comb.sum += acc.sum;
+      comb.count += acc.count;
+      const double lc = wm::LogGammaUpperTail(comb.count, comb.sum);
+      const double lp = wm::LogGammaUpperTail(prov.count, prov.sum);
+      const double thr = std::log(1e-6);
+      det_prov_only[0][static_cast<size_t>(li)] += lp + std::log(3.0) < thr;
+      for (size_t w = 0; w < ws.size(); ++w) {
+        const double f = ws[w].cost(rank);
+        const double best = std::min(lp, std::isinf(f) ? 0.0 : lc + std::log(f));
+        det[w][static_cast<size_t>(li)] += best + std::log(3.0) < thr;
+      }
+    }
+  }
+  std::printf("\nCandidates, %s T=%.1f, p(token) <= %.2f: true account's rank among all ids by payload digit sums\n\n",
+              c.scheme.c_str(), c.temperature, max_prob);
+  for (int li = 0; li < 3; ++li) {
+    auto& r = ranks[li];
+    std::sort(r.begin(), r.end());
+    const auto le = [&](double k) { return std::count_if(r.begin(), r.end(), [k](double x) { return x <= k; }); };
+    std::printf("- %d tokens: median rank %.0f; rank 1: %ld, <=4: %ld, <=16: %ld, <=256: %ld, <=4096: %ld of %zu\n",
+                kLens[li], r[r.size() / 2], le(1), le(4), le(16), le(256), le(4096), r.size());
+  }
+  std::printf("\n| min(provider, provider+account of candidate x weight) x 3 | 100 | 200 | 400 |\n|---|---|---|---|\n");
+  std::printf("| provider only x3 | %d | %d | %d |\n", det_prov_only[0][0], det_prov_only[0][1], det_prov_only[0][2]);
+  for (size_t w = 0; w < ws.size(); ++w) {
+    std::printf("| %s | %d | %d | %d |\n", ws[w].name, det[w][0], det[w][1], det[w][2]);
+  }
+  std::fflush(stdout);
+}
+
+// Probes of every sequence, computed once per run (a model pass over 400 tokens each).
+const TokenProbe& CachedProbe(const Options& opt, tmk::Model& model, const Sequence* s) {
+  static std::map<const Sequence*, TokenProbe> cache;
+  static std::unique_ptr<tmk::Context> ctx;
+  if (auto it = cache.find(s); it != cache.end()) return it->second;
+  if (!ctx) {
+    tmk::ContextOptions copt;
+    copt.n_ctx = opt.tokens + 8 + static_cast<int32_t>(g_probe_prefix.size());
+    copt.max_batch = copt.n_ctx;
+    copt.max_outputs = copt.n_ctx;
+    copt.n_threads = opt.threads;
+    auto c = tmk::Context::Create(model, copt);
+    if (!c.ok()) Die(c.status());
+    ctx = std::move(c).value();
+  }
+  return cache[s] = ProbeTokens(*ctx, s->tokens, g_probe_prefix);
+}
+
+// The shipped Detector with the token-probability filter (DetectOptions::token_prob from the
+// model over the text alone, temperature 1) at several thresholds: TPR at the reported p < 1e-6,
+// accounts named at the longest length (wrong ones in parentheses).
+void ProbFilterRows(const Options& opt, tmk::Model& model, const Cell& c) {
+  constexpr double kThresholds[] = {1.0, 0.3, 0.4, 0.5, 0.6, 0.7};
+  constexpr size_t kRows = std::size(kThresholds);
+  int detected[kRows][kNumLengths] = {};
+  int attributed[kRows] = {}, wrong[kRows] = {};
+  std::vector<double> lp200[kRows];
+  double scored200[kRows] = {};
+  for (const Sequence* s : c.seqs) {
+    const TokenProbe& probe = CachedProbe(opt, model, s);
+    wm::Keyring ring = MakeKeyring(s->spec, opt.secret_fill);
+    auto det = wm::Detector::Create(ring);
+    if (!det.ok()) Die(det.status());
+    for (size_t t = 0; t < kRows; ++t) {
+      for (int li = 0; li < kNumLengths; ++li) {
+        if (static_cast<int>(s->tokens.size()) < kLengths[li]) continue;
+        const size_t len = static_cast<size_t>(kLengths[li]);
+        wm::DetectOptions o;
+        if (kThresholds[t] < 1.0) o.token_prob = std::span<const float>(probe.p1).first(len);
+        o.max_token_prob = kThresholds[t];
+        auto d = det->Detect(std::span<const int32_t>(s->tokens).first(len), o);
+        if (!d.ok()) Die(d.status());
+        detected[t][li] += d->watermarked;
+        if (kLengths[li] == 200) {
+          scored200[t] += static_cast<double>(d->tokens_scored);
+          lp200[t].push_back(d->log10_p_value);
+        }
+        if (kLengths[li] == opt.tokens && d->account) (*d->account == s->account ? attributed[t] : wrong[t]) += 1;
+      }
+    }
+  }
+  std::printf("\nToken-probability filter, %s T=%.1f (%s): shipped Detector, TPR at reported p < 1e-6;\n"
+              "p(token) from the model over the text alone (temperature 1), tuples above the threshold not scored\n\n",
+              c.scheme.c_str(), c.temperature, c.seqs.front()->spec.c_str());
+  std::printf("| max token prob | 25 | 50 | 100 | 200 | 400 | tuples scored@200 | median log10 p@200 | attributed@%d (wrong) |\n"
+              "|---|---|---|---|---|---|---|---|---|\n", opt.tokens);
+  for (size_t t = 0; t < kRows; ++t) {
+    std::printf("| %s |", kThresholds[t] < 1.0 ? std::to_string(kThresholds[t]).substr(0, 3).c_str() : "off");
+    for (int li = 0; li < kNumLengths; ++li) std::printf(" %d/%zu |", detected[t][li], c.seqs.size());
+    std::sort(lp200[t].begin(), lp200[t].end());
+    std::printf(" %.0f | %.2f | %d/%zu (%d) |\n", scored200[t] / static_cast<double>(c.seqs.size()),
+                lp200[t].empty() ? 0.0 : lp200[t][lp200[t].size() / 2], attributed[t], c.seqs.size(), wrong[t]);
+  }
+  std::fflush(stdout);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -529,7 +899,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: watermark_power_bench MODEL [--prompts N] [--tokens N] [--threads N] [--cache FILE]\n"
                  "       [--schemes a,b,..] [--temperatures 0.7,1.0] [--secret-fill B] [--analyze 1]\n"
-                 "       [--dump-text FILE]\n");
+                 "       [--dump-text FILE] [--stats 1] [--candidates P] [--probe-prefix 1]\n");
     return 2;
   }
   Options opt;
@@ -542,6 +912,9 @@ int main(int argc, char** argv) {
     else if (k == "--cache") opt.cache = v;
     else if (k == "--dump-text") opt.dump_text = v;
     else if (k == "--analyze") opt.analyze = v == "1";
+    else if (k == "--stats") opt.stats = v == "1";
+    else if (k == "--candidates") opt.candidates = std::atof(v.c_str());
+    else if (k == "--probe-prefix") opt.probe_prefix = v == "1";
     else if (k == "--secret-fill") opt.secret_fill = std::atoi(v.c_str());
     else if (k == "--schemes") opt.schemes = SplitComma(v);
     else if (k == "--temperatures") {
@@ -573,6 +946,16 @@ int main(int argc, char** argv) {
     if (ids.size() >= 2 && ids[0] == (*tok)->bos_id() && ids[1] == (*tok)->bos_id()) ids.erase(ids.begin());
     if (static_cast<int32_t>(ids.size()) > kPromptContext) ids.resize(static_cast<size_t>(kPromptContext));
     prompts.push_back(std::move(ids));
+  }
+  if (opt.probe_prefix) {
+    const tmk::ChatMessage message{"user", ""};
+    auto rendered = tmpl->Render(std::span<const tmk::ChatMessage>(&message, 1), true);
+    if (!rendered.ok()) Die(rendered.status());
+    g_probe_prefix = (*tok)->Encode(*rendered, true, true);
+    if (g_probe_prefix.size() >= 2 && g_probe_prefix[0] == (*tok)->bos_id() && g_probe_prefix[1] == (*tok)->bos_id()) {
+      g_probe_prefix.erase(g_probe_prefix.begin());
+    }
+    std::printf("probe prefix: %zu tokens\n", g_probe_prefix.size());
   }
   std::map<std::string, Sequence> cache;
   if (!opt.cache.empty()) cache = LoadCache(opt.cache);
@@ -627,6 +1010,19 @@ int main(int argc, char** argv) {
         out << text << '\n';
       }
     }
+  }
+  if (opt.candidates > 0) {
+    for (const Cell& c : cells) {
+      if (c.seqs.front()->spec.rfind("gumbel", 0) == 0) AnalyzeCandidates(opt, **model, c, opt.candidates);
+    }
+    return 0;
+  }
+  if (opt.stats) {
+    for (const Cell& c : cells) {
+      if (c.seqs.front()->spec.rfind("gumbel", 0) == 0) AnalyzeStatistics(opt, **model, c);
+      if (c.scheme != kNoWatermark) ProbFilterRows(opt, **model, c);
+    }
+    return 0;
   }
   Report(opt, cells);
   if (opt.analyze) {

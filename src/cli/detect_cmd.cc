@@ -2,17 +2,25 @@
 // generating model's tokenizer, masks PII placeholders, and runs the watermark detector over every
 // key version in the keyring. Prints a one-line verdict, or with --json one object with p_value,
 // watermarked, tokens_scored, scheme, key_version, account, account_p_value and spans.
+// `--max-token-prob P` runs the model over the text and scores only tokens the model gives
+// probability <= P (DetectOptions::token_prob; docs/watermark.md, "Real model"): more power on
+// low-temperature answers, still an exact test. Off by default (it costs one model pass).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "tracemark/base/file.h"
+#include "tracemark/model/context.h"
 #include "tracemark/model/gguf.h"
+#include "tracemark/model/model.h"
 #include "tracemark/text/tokenizer.h"
 #include "tracemark/watermark/detector.h"
 #include "tracemark/watermark/keyring.h"
@@ -23,6 +31,11 @@ namespace {
 
 // Largest text `detect` reads (stdin or file); scan corpora with `tracemark scan` instead.
 constexpr size_t kMaxDetectInputBytes = size_t{64} << 20;
+// Token-probability pass: tokens predicted per decode chunk, and tokens of the previous chunk
+// re-fed as context so that a chunk's first predictions are not made from nothing.
+constexpr int32_t kProbChunkTokens = 1024;
+constexpr int32_t kProbOverlapTokens = 256;
+constexpr int kProbThreads = 2;
 
 struct DetectArgs {
   std::string keyring;
@@ -30,7 +43,46 @@ struct DetectArgs {
   std::string input = "-";
   bool json = false;
   double threshold = watermark::kDefaultThreshold;
+  double max_token_prob = 0.0;  // 0: token-probability filter off
 };
+
+// p[i] = the model's probability (temperature 1, full vocabulary) of ids[i] after ids[0, i),
+// from the text alone (no BOS, no prompt); p[0] = 1 (never scored: it has no context). Long texts
+// are decoded in chunks with kProbOverlapTokens of context carried over.
+Result<std::vector<float>> TokenProbabilities(const std::string& model_path, std::span<const int32_t> ids) {
+  std::vector<float> p(ids.size(), 1.0f);
+  if (ids.size() < 2) return p;
+  TM_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(model_path));
+  ContextOptions copt;
+  copt.n_ctx = kProbChunkTokens + kProbOverlapTokens;
+  copt.max_batch = copt.n_ctx;
+  copt.max_outputs = copt.n_ctx;
+  copt.n_threads = kProbThreads;
+  TM_ASSIGN_OR_RETURN(std::unique_ptr<Context> ctx, Context::Create(*model, copt));
+  Batch batch;
+  for (size_t start = 1; start < ids.size(); start += kProbChunkTokens) {
+    // Predict ids[start, stop) from rows [begin, stop - 1).
+    const size_t stop = std::min(ids.size(), start + kProbChunkTokens);
+    const size_t begin = start > static_cast<size_t>(kProbOverlapTokens) + 1 ? start - 1 - kProbOverlapTokens : 0;
+    batch.Clear();
+    ctx->ClearSeq(0);
+    for (size_t i = begin; i + 1 < stop; ++i) {
+      batch.Add(ids[i], static_cast<int32_t>(i - begin), 0, i + 1 >= start);
+    }
+    TM_RETURN_IF_ERROR(ctx->Decode(batch));
+    for (size_t i = start; i < stop; ++i) {
+      const std::span<const float> l = ctx->Logits(ctx->OutputOf(static_cast<int32_t>(i - 1 - begin)));
+      const size_t next = static_cast<size_t>(ids[i]);
+      if (next >= l.size()) return InvalidArgument("token id " + std::to_string(next) + " is outside the model's vocabulary");
+      float mx = l[0];
+      for (float x : l) mx = std::max(mx, x);
+      double z = 0;
+      for (float x : l) z += std::exp(static_cast<double>(x - mx));
+      p[i] = static_cast<float>(std::exp(static_cast<double>(l[next] - mx)) / z);
+    }
+  }
+  return p;
+}
 
 Result<std::string> ReadInput(const std::string& path) {
   if (path != "-") return ReadFile(path, kMaxDetectInputBytes);
@@ -48,6 +100,9 @@ Result<std::string> ReadInput(const std::string& path) {
 
 Status RunDetect(const DetectArgs& a) {
   if (!(a.threshold > 0.0 && a.threshold < 1.0)) return InvalidArgument("--threshold must be in (0, 1)");
+  if (a.max_token_prob != 0.0 && !(a.max_token_prob > 0.0 && a.max_token_prob < 1.0)) {
+    return InvalidArgument("--max-token-prob must be in (0, 1) (0.5 recommended), or absent for no filter");
+  }
   TM_ASSIGN_OR_RETURN(watermark::Keyring ring, watermark::Keyring::Load(a.keyring));
   TM_ASSIGN_OR_RETURN(std::unique_ptr<gguf::GgufFile> file, gguf::GgufFile::Open(a.model));
   TM_ASSIGN_OR_RETURN(std::unique_ptr<text::Tokenizer> tok, text::Tokenizer::FromGguf(*file));
@@ -72,6 +127,12 @@ Status RunDetect(const DetectArgs& a) {
   opt.account_threshold = a.threshold;
   opt.skip_mask = mask;
   opt.eos_ids = eos;
+  std::vector<float> token_prob;
+  if (a.max_token_prob > 0.0) {
+    TM_ASSIGN_OR_RETURN(token_prob, TokenProbabilities(a.model, ids));
+    opt.token_prob = token_prob;
+    opt.max_token_prob = a.max_token_prob;
+  }
   TM_ASSIGN_OR_RETURN(watermark::Detection d, detector.Detect(ids, opt));
 
   if (a.json) {
@@ -83,6 +144,7 @@ Status RunDetect(const DetectArgs& a) {
     j["tokens"] = ids.size();
     j["tokens_scored"] = d.tokens_scored;
     j["tokens_masked"] = std::count(mask.begin(), mask.end(), 1);
+    if (a.max_token_prob > 0.0) j["max_token_prob"] = a.max_token_prob;
     j["scheme"] = d.scheme;
     j["key_version"] = d.key_version;
     j["account"] = d.account ? nlohmann::json(*d.account) : nlohmann::json(nullptr);
@@ -129,6 +191,9 @@ void AddDetectCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("FILE", args->input, "Text file, or - for stdin (default)");
   cmd->add_flag("--json", args->json, "Print one JSON object");
   cmd->add_option("--threshold", args->threshold, "p-value threshold (default 1e-6)");
+  cmd->add_option("--max-token-prob", args->max_token_prob,
+                  "Score only tokens the model (--model, run over the text) gives probability <= P; "
+                  "0.5 recommended for low-temperature text (default: off)");
   cmd->callback([args, exit_code] {
     const Status s = RunDetect(*args);
     *exit_code = s.ok() ? 0 : ReportError("detect", s);

@@ -178,7 +178,7 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
 
   // Phase 1: every context block, batched (vectorized Philox) for h <= 4.
   for (auto* v : {&blk0_, &blk1_, &blk2_, &blk3_}) v->resize(n_ctx);
-  if (h <= 4) {
+  if (h <= 4 && p.context_mode == ContextMode::kHash) {
     if (zeros_.size() < n_ctx) zeros_.assign(n_ctx, 0u);
     const uint32_t* t = reinterpret_cast<const uint32_t*>(tokens.data());
     Philox4x32Batch(vs.keys.context_key, n_ctx, t + h - 1, h >= 2 ? t + h - 2 : zeros_.data(),
@@ -207,6 +207,7 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
     if (i < mask.size() && mask[i] != 0) last_masked = static_cast<int64_t>(i);
     if (i < h || last_masked >= static_cast<int64_t>(i - h)) continue;
     if (i < options.token_entropy.size() && options.token_entropy[i] < options.min_entropy) continue;
+    if (i < options.token_prob.size() && options.token_prob[i] > options.max_token_prob) continue;
     const size_t j = i - h;
     const ContextInfo info = ContextFromBlock({blk0_[j], blk1_[j], blk2_[j], blk3_[j]}, p);
     if (!tuples_.Insert(info.hash, tokens[i])) continue;

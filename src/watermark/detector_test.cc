@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "watermark/synthetic.h"
+#include "tracemark/model/sampler.h"
 #include "tracemark/watermark/hook.h"
 #include "tracemark/watermark/placeholders.h"
 
@@ -289,6 +290,151 @@ TEST(Detector, EntropyFilterDropsLowEntropyTokensOnly) {
   auto none = det->Detect(doc, o);
   ASSERT_TRUE(none.ok());
   EXPECT_EQ(none->tokens_scored, 0);
+}
+
+// Token-probability filter: tokens the model finds likelier than the threshold are not scored;
+// the rest are scored exactly as without the filter.
+TEST(Detector, TokenProbFilterDropsLikelyTokensOnly) {
+  const Keyring ring = TestKeyring("gumbel");
+  auto det = Detector::Create(ring);
+  const auto doc = Generate(ring, 3, 300, 82);
+  auto plain = det->Detect(doc, DetectOptions{});
+  ASSERT_TRUE(plain.ok());
+  std::vector<float> prob(doc.size(), 0.2f);
+  DetectOptions o;
+  o.token_prob = prob;
+  o.max_token_prob = 0.5;
+  auto all_kept = det->Detect(doc, o);
+  ASSERT_TRUE(all_kept.ok());
+  EXPECT_EQ(all_kept->tokens_scored, plain->tokens_scored);
+  EXPECT_DOUBLE_EQ(all_kept->log10_p_value, plain->log10_p_value);
+  for (size_t i = 0; i < prob.size(); i += 2) prob[i] = 0.9f;  // every other token
+  auto half = det->Detect(doc, o);
+  ASSERT_TRUE(half.ok());
+  EXPECT_NEAR(static_cast<double>(half->tokens_scored), plain->tokens_scored / 2.0, 10.0);
+  EXPECT_GT(half->p_value, 0.0);
+  // The threshold is inclusive: p == max_token_prob is scored.
+  std::fill(prob.begin(), prob.end(), 0.5f);
+  auto at_threshold = det->Detect(doc, o);
+  ASSERT_TRUE(at_threshold.ok());
+  EXPECT_EQ(at_threshold->tokens_scored, plain->tokens_scored);
+  std::fill(prob.begin(), prob.end(), 1.0f);
+  auto none = det->Detect(doc, o);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->tokens_scored, 0);
+  EXPECT_EQ(none->p_value, 1.0);
+  EXPECT_FALSE(none->watermarked);
+}
+
+// The filter raises power where it should: Gumbel-max text from the real hook over a mix of
+// near-deterministic steps (top token 0.95) and flat steps (8 tokens of 0.125), scored with and
+// without dropping tokens whose probability exceeds 0.5 (the probabilities the hook saw).
+TEST(Detector, TokenProbFilterRaisesPowerOnLowEntropyText) {
+  const Keyring ring = TestKeyring("gumbel");
+  auto det = Detector::Create(ring);
+  ASSERT_TRUE(det.ok());
+  constexpr int kDocs = 16, kTokens = 200, kCands = 8;
+  double log10_plain = 0, log10_filtered = 0;
+  int detected_plain = 0, detected_filtered = 0;
+  for (int doc = 0; doc < kDocs; ++doc) {
+    auto hook = MakeWatermarkHook(ring, 77);
+    ASSERT_TRUE(hook.ok());
+    Rng rng(500 + doc);
+    std::vector<int32_t> context{1, 2, 3, 4};
+    std::vector<float> token_prob;
+    std::vector<int32_t> ids(kCands);
+    std::vector<float> probs(kCands), logits(kCands);
+    for (int t = 0; t < kTokens; ++t) {
+      for (int c = 0; c < kCands; ++c) ids[c] = static_cast<int32_t>(5 + (rng.Next() % (kTestVocab - 5)));
+      const bool peaked = rng.Uniform() < 0.7;
+      for (int c = 0; c < kCands; ++c) {
+        probs[c] = peaked ? (c == 0 ? 0.95f : 0.05f / (kCands - 1)) : 1.0f / kCands;
+        logits[c] = std::log(probs[c]);
+      }
+      const TokenCandidates cand{ids, logits, probs};
+      int32_t tok = (*hook)->Choose(cand, context, rng);
+      if (tok < 0) {  // unkeyed step: plain draw
+        double x = rng.Uniform();
+        tok = ids[kCands - 1];
+        for (int c = 0; c < kCands; ++c) {
+          if ((x -= probs[c]) < 0) {
+            tok = ids[c];
+            break;
+          }
+        }
+      }
+      (*hook)->Accept(tok);
+      context.push_back(tok);
+      float p = 0;
+      for (int c = 0; c < kCands; ++c) p += ids[c] == tok ? probs[c] : 0.0f;
+      token_prob.push_back(p);
+    }
+    const std::span<const int32_t> text(context.data() + 4, kTokens);
+    auto plain = det->Detect(text, DetectOptions{});
+    DetectOptions o;
+    o.token_prob = token_prob;
+    o.max_token_prob = kDefaultMaxTokenProb;
+    auto filtered = det->Detect(text, o);
+    ASSERT_TRUE(plain.ok() && filtered.ok());
+    EXPECT_LT(filtered->tokens_scored, plain->tokens_scored * 6 / 10);
+    log10_plain += plain->provider_log10_p;
+    log10_filtered += filtered->provider_log10_p;
+    detected_plain += plain->watermarked;
+    detected_filtered += filtered->watermarked;
+  }
+  std::printf("token-prob filter: mean provider log10 p %.2f -> %.2f, detected %d -> %d of %d\n",
+              log10_plain / kDocs, log10_filtered / kDocs, detected_plain, detected_filtered, kDocs);
+  EXPECT_LT(log10_filtered, 1.3 * log10_plain);  // both negative: at least 30% more evidence
+  EXPECT_GE(detected_filtered, detected_plain);
+}
+
+// A selection that depends on the text but not on the key keeps the test exact: never-watermarked
+// Zipf text, filtered by each token's frequency so far in the document (a stand-in for a model's
+// probability: frequent tokens dropped), has a provider FPR within sampling error of alpha.
+TEST(Calibration, TokenProbFilterKeepsNullFpr) {
+  const Keyring ring = TestKeyring("gumbel");
+  auto det = Detector::Create(ring);
+  ASSERT_TRUE(det.ok());
+  Rng rng(7);
+  const int docs = 4000;
+  int prov_1e2 = 0, prov_1e3 = 0, final_1e2 = 0;
+  int64_t scored = 0, all = 0;
+  std::vector<int32_t> tokens;
+  std::vector<float> prob;
+  std::vector<int> count(3000);
+  for (int i = 0; i < docs; ++i) {
+    tokens.clear();
+    sim::ZipfTokens(tokens, 250, 3000, 1.1, rng);
+    prob.assign(tokens.size(), 1.0f);
+    std::fill(count.begin(), count.end(), 0);
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      if (t > 0) prob[t] = static_cast<float>(count[static_cast<size_t>(tokens[t])]) / static_cast<float>(t);
+      ++count[static_cast<size_t>(tokens[t])];
+    }
+    DetectOptions o;
+    o.token_prob = prob;
+    o.max_token_prob = 0.02;
+    auto d = det->Detect(tokens, o);
+    ASSERT_TRUE(d.ok());
+    auto unfiltered = det->Detect(tokens, DetectOptions{});
+    ASSERT_TRUE(unfiltered.ok());
+    scored += d->tokens_scored;
+    all += unfiltered->tokens_scored;
+    prov_1e2 += d->provider_log10_p < -2;
+    prov_1e3 += d->provider_log10_p < -3;
+    final_1e2 += d->log10_p_value < -2;
+    EXPECT_GT(d->p_value, 0.0);
+  }
+  // The filter must bite for the test to mean anything.
+  EXPECT_LT(scored, all * 9 / 10);
+  EXPECT_GT(scored, all / 4);
+  // Binomial(4000, 0.01): mean 40, sd 6.3; Binomial(4000, 0.001): mean 4, sd 2.
+  EXPECT_LE(prov_1e2, 40 + 4 * 6.3);
+  EXPECT_GE(prov_1e2, 40 - 4 * 6.3);
+  EXPECT_LE(prov_1e3, 4 + 4 * 2 + 1);
+  EXPECT_LE(final_1e2, 40 + 4 * 6.3);
+  std::printf("token-prob filter: %lld of %lld tuples scored; provider FPR@1e-2 %d/%d, @1e-3 %d/%d\n",
+              static_cast<long long>(scored), static_cast<long long>(all), prov_1e2, docs, prov_1e3, docs);
 }
 
 TEST(CorpusDetector, PoolsUniqueTuplesAcrossDocuments) {

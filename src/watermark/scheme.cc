@@ -10,6 +10,10 @@
 namespace tracemark::watermark {
 namespace {
 
+// ctx=min: salt of the rank mix and the tag word of the context block ("min\0").
+constexpr uint64_t kMinRankSalt = 0x6D696E72616E6B31ull;
+constexpr uint32_t kMinContextTag = 0x6D696E00u;
+
 std::string FormatDouble(double v) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.6g", v);
@@ -101,6 +105,7 @@ std::string SchemeParams::ToSpec() const {
     s += ",lanes=" + std::to_string(provider_eighths) + "/" + std::to_string(payload_eighths) + "/" +
          std::to_string(kLaneEighths - provider_eighths - payload_eighths);
   }
+  if (context_mode == ContextMode::kMin) s += ",ctx=min";
   return s;
 }
 
@@ -162,6 +167,14 @@ Result<SchemeParams> ParseSchemeSpec(std::string_view spec) {
       TM_ASSIGN_OR_RETURN(p.context_history, ParseInt(key, value));
     } else if (key == "lanes") {
       TM_RETURN_IF_ERROR(ParseLanes(value, p));
+    } else if (key == "ctx") {
+      if (value == "hash") {
+        p.context_mode = ContextMode::kHash;
+      } else if (value == "min") {
+        p.context_mode = ContextMode::kMin;
+      } else {
+        return InvalidArgument("scheme spec: ctx must be hash or min, got '" + std::string(value) + "'");
+      }
     } else {
       return InvalidArgument("scheme spec: unknown parameter '" + std::string(key) + "'");
     }
@@ -194,13 +207,36 @@ std::string PublicSchemeSpec(std::string_view spec) {
   return hf.ok() ? "synthid-hf:" + hf->ToPublicParams() : std::string("synthid-hf:(unparsable)");
 }
 
+uint64_t MinRank(uint64_t context_key, uint32_t token) {
+  // SplitMix64's finalizer (Steele et al. 2014) over the key and the id: a statistical mix, like
+  // Philox; the rank only chooses which window token becomes the context.
+  uint64_t z = (context_key ^ kMinRankSalt) + (static_cast<uint64_t>(token) + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 ContextInfo HashContext(uint64_t context_key, const SchemeParams& params,
                         std::span<const int32_t> tokens, size_t end) {
-  // Up to four tokens per Philox block; wider contexts chain blocks through the hash.
   auto at = [&](int back) -> uint32_t {  // back = 1 is the token just before `end`
     return end >= static_cast<size_t>(back) ? static_cast<uint32_t>(tokens[end - back]) : kPadToken;
   };
   const int h = params.context_width;
+  if (params.context_mode == ContextMode::kMin) {
+    uint32_t best = at(1);
+    uint64_t best_rank = MinRank(context_key, best);
+    for (int back = 2; back <= h; ++back) {
+      const uint32_t t = at(back);
+      const uint64_t r = MinRank(context_key, t);
+      if (r < best_rank || (r == best_rank && t < best)) {
+        best = t;
+        best_rank = r;
+      }
+    }
+    // The tag keeps these blocks apart from ctx=hash blocks of one-token contexts.
+    return ContextFromBlock(Philox4x32(context_key, {best, kMinContextTag, 0u, 0u}), params);
+  }
+  // Up to four tokens per Philox block; wider contexts chain blocks through the hash.
   PhiloxBlock block{at(1), h >= 2 ? at(2) : 0u, h >= 3 ? at(3) : 0u, h >= 4 ? at(4) : 0u};
   block = Philox4x32(context_key, block);
   if (h > 4) {

@@ -44,6 +44,19 @@ python3 -c "import json,sys; open(sys.argv[2],'w').write(json.load(open(sys.argv
 "$BIN" detect --keyring "$KR" --model "$MODEL" --json - < "$tmp/plain.txt" > "$tmp/det2.json"
 [ "$(field watermarked < "$tmp/det2.json")" = False ] || fail "unmarked text flagged"
 
+# Token-probability filter (--max-token-prob): scores fewer tuples, still detects the marked
+# text and still passes the unmarked one; out-of-range values are usage errors.
+"$BIN" detect --keyring "$KR" --model "$MODEL" --json --max-token-prob 0.5 "$tmp/marked.txt" > "$tmp/det3.json"
+[ "$(field watermarked < "$tmp/det3.json")" = True ] || fail "--max-token-prob: marked text not detected"
+[ "$(field tokens_scored < "$tmp/det3.json")" -lt "$(field tokens_scored < "$tmp/det.json")" ] ||
+  fail "--max-token-prob: no token filtered"
+"$BIN" detect --keyring "$KR" --model "$MODEL" --json --max-token-prob 0.5 "$tmp/plain.txt" > "$tmp/det4.json"
+[ "$(field watermarked < "$tmp/det4.json")" = False ] || fail "--max-token-prob: unmarked text flagged"
+set +e
+"$BIN" detect --keyring "$KR" --model "$MODEL" --max-token-prob 1.5 "$tmp/marked.txt" 2>/dev/null; rc=$?
+set -e
+[ $rc = 2 ] || fail "--max-token-prob 1.5: exit $rc, want 2"
+
 # Contract: usage and input errors exit 2 with one line on stderr.
 set +e
 "$BIN" generate --model /nonexistent.gguf --prompt hi 2> "$tmp/err"; rc=$?

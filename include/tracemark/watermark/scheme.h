@@ -6,6 +6,10 @@
 //   kgw-lefthash   KGW green list, context width h=1: +delta on green logits; green ~ Bern(gamma)
 //   kgw-selfhash   same with h=4 (the candidate is always part of the PRF input, SBW-style)
 //   synthid        SynthID-Text tournament (closed form), m layers of Bernoulli(1/2) g-values
+// Context PRF (`ctx=` parameter): `hash` (default) hashes all h window tokens together; `min`
+// keeps only the window token with the smallest keyed rank (MinHash seeding, Kirchenbauer et al.
+// 2023, "On the Reliability of Watermarks for LLMs"), so an edit that does not touch that token
+// leaves the context, hence the tuple, intact (docs/watermark.md, "Robust context").
 // Attribution lanes: the keyed context hash puts each (context) in one of three lanes, shares set
 // by the `lanes=P/Y/A` parameter (eighths; 4/2/2 when absent, e.g. 6/1/1 for more power):
 //   provider lane  provider key, slot 0                          -> "is it ours?"
@@ -36,9 +40,17 @@ inline constexpr uint32_t kProviderLaneEighths = 4;
 inline constexpr uint32_t kPayloadLaneEighths = 2;
 inline constexpr uint32_t kLaneEighths = 8;
 
+// How the last h tokens become the PRF context. Specs without `ctx=` mean kHash, the only mode
+// that existed before the parameter, so every stored key version keeps its meaning.
+enum class ContextMode : uint8_t {
+  kHash,  // one Philox block over the h tokens (position-sensitive; any edit in the window breaks it)
+  kMin,   // the window token of smallest keyed rank, hashed alone (survives edits elsewhere)
+};
+
 struct SchemeParams {
   SchemeKind kind = SchemeKind::kGumbel;
   int context_width = 4;          // h: tokens of context hashed with the candidate
+  ContextMode context_mode = ContextMode::kHash;
   double gamma = 0.25;            // KGW green fraction
   double delta = 2.0;             // KGW logit bias
   int layers = 30;                // SynthID tournament layers (m)
@@ -63,10 +75,11 @@ struct SchemeParams {
 // Parses "gumbel", "kgw-lefthash", "kgw-selfhash", "synthid" ("synthid-hf" takes its own
 // parameters, see ParseSynthIdHfParams in synthid_hf.h), optionally followed by
 // ":key=value,..." with keys h, gamma, delta, layers, unkeyed, payload (digits), dedup (0/1),
-// history, lanes (P/Y/A eighths for the provider, payload and account lanes, summing to 8).
-// Validates ranges; errors name the offending key. A parameter added after key versions were
-// first stored (lanes) takes its original value (4/2/2) when absent, so every stored spec keeps
-// its meaning; ToSpec() writes it only when it differs from that value.
+// history, lanes (P/Y/A eighths for the provider, payload and account lanes, summing to 8), ctx
+// (hash|min, the context PRF; not for synthid-hf). Validates ranges; errors name the offending
+// key. A parameter added after key versions were first stored (lanes, ctx) takes its original
+// value (4/2/2, hash) when absent, so every stored spec keeps its meaning; ToSpec() writes it only
+// when it differs from that value.
 Result<SchemeParams> ParseSchemeSpec(std::string_view spec);
 
 // A spec safe to print: synthid-hf's explicit key list is replaced by its length; every other
@@ -86,9 +99,14 @@ struct ContextInfo {
   int position = 0;  // payload digit position (payload lane)
 };
 
-// Hashes the last h tokens of `tokens[0, end)` (kPadToken before the start) under the context key.
+// Hashes the last h tokens of `tokens[0, end)` (kPadToken before the start) under the context key:
+// all of them (ctx=hash) or the one of smallest MinRank (ctx=min).
 ContextInfo HashContext(uint64_t context_key, const SchemeParams& params,
                         std::span<const int32_t> tokens, size_t end);
+
+// ctx=min: the keyed rank of a token (a 64-bit mix of the context key and the id; ties, which
+// need equal ranks of different ids, go to the smaller id). Pure.
+uint64_t MinRank(uint64_t context_key, uint32_t token);
 
 // The context hash, lane and payload position encoded in a context block (HashContext's output).
 ContextInfo ContextFromBlock(const PhiloxBlock& block, const SchemeParams& params);
