@@ -66,6 +66,7 @@ struct ProbeArgs {
   std::string mode;  // "", "open", "closed" or "completion"
   uint64_t seed = 1;
   int32_t samples = 1;  // completion mode: continuations per prompt
+  int32_t prompt_stride = 0;  // completion mode: tokens between prompts of one text (0: one)
   float temperature = 1.0f;
 };
 
@@ -152,6 +153,7 @@ Status RunProbe(const ProbeArgs& a) {
     ropt.prompt_tokens = a.prompt_tokens;
     ropt.max_tokens = a.max_tokens;
     ropt.samples = a.samples;
+    ropt.prompt_stride = a.prompt_stride;
     ropt.temperature = a.temperature;
     ropt.seed = a.seed;
     ropt.n_threads = a.threads;
@@ -237,6 +239,8 @@ void AddProbeCommand(CLI::App& app, int* exit_code) {
                   "(--suspect-gguf continues the start of each --text, no chat template)");
   cmd->add_option("--seed", args->seed, "Closed or completion mode with --suspect-gguf: sampling seed (temperature 1)");
   cmd->add_option("--samples", args->samples, "Completion mode: continuations per prompt (default 1)");
+  cmd->add_option("--prompt-stride", args->prompt_stride,
+                  "Completion mode: a prompt every N tokens of each text (default 0: one prompt per text)");
   cmd->add_option("--temperature", args->temperature, "Completion mode: sampling temperature (default 1, 0 = greedy)");
   cmd->add_option("--key-version", args->key_version, "Key version to test (default: all, Bonferroni)");
   cmd->add_option("--threads", args->threads, "Engine threads (open model)");

@@ -42,6 +42,11 @@ constexpr double kSuspendWaitS = 30;  // after the harvest ends, how long to wai
 constexpr char kAdminToken[] = "replay-admin-token-0123456789abcdef";
 constexpr char kClusterOrg[] = "northwind-distill-labs";
 constexpr char kClusterUserAgent[] = "harvest-client/2.3 (python-requests compatible)";
+// The students' probe (completion mode, docs/probe.md): prompt tokens, tokens between two prompts
+// of one served text, continuation tokens (a student's context is 64 tokens).
+constexpr int kProbePromptTokens = 16;
+constexpr int kProbeStride = 32;
+constexpr int kProbeMaxTokens = 48;
 // Verdict of a step that could not run because its subcommand is not in this build.
 constexpr char kNotAvailable[] = "not_available";
 
@@ -65,6 +70,7 @@ struct ReplaySize {
   int monitor_interval_s;
   double scan_fraction;  // harvested share of the scanned corpus
   int student_steps;
+  int student_batch;
   double student_fraction;
 };
 
@@ -76,7 +82,8 @@ constexpr ReplaySize kCiSize{/*benign_accounts=*/4,       /*cluster_accounts=*/3
                              /*cluster_rpm=*/20, /*cluster_tpm=*/4000, /*monitor_min_requests=*/20,
                              /*monitor_volume_tokens=*/3000, /*monitor_stream_volume_tokens=*/2000,
                              /*monitor_interval_s=*/2,    /*scan_fraction=*/0.1,
-                             /*student_steps=*/300,       /*student_fraction=*/0.5};
+                             /*student_steps=*/600,       /*student_batch=*/16,
+                             /*student_fraction=*/0.5};
 constexpr ReplaySize kFullSize{/*benign_accounts=*/12,      /*cluster_accounts=*/8,
                                /*harvest_max_tokens=*/160,  /*harvest_max_requests=*/3000,
                                /*harvest_max_seconds=*/480, /*harvest_concurrency=*/6,
@@ -85,7 +92,8 @@ constexpr ReplaySize kFullSize{/*benign_accounts=*/12,      /*cluster_accounts=*
                                /*cluster_rpm=*/20, /*cluster_tpm=*/6000, /*monitor_min_requests=*/40,
                                /*monitor_volume_tokens=*/20000, /*monitor_stream_volume_tokens=*/12000,
                                /*monitor_interval_s=*/5,    /*scan_fraction=*/0.05,
-                               /*student_steps=*/1200,      /*student_fraction=*/0.5};
+                               /*student_steps=*/1200,      /*student_batch=*/16,
+                               /*student_fraction=*/0.5};
 
 struct ReplayArgs {
   std::string size = "ci";
@@ -137,6 +145,10 @@ class Replay {
   Status Desensitize();
   Status Scan();
   Status TrainAndProbe();
+  // Trains a student (fraction 0: clean text only) and probes it; returns the probe's JSON.
+  Result<Json> TrainStudentAndProbe(const std::string& name, double fraction, uint64_t seed);
+  // Probes DIR/NAME.gguf in completion mode, with or without the served-data filter.
+  Result<Json> ProbeStudent(const std::string& name, bool served_filter);
   Status WriteReport();
 
   ReplayArgs a_;
@@ -446,62 +458,113 @@ Status Replay::Scan() {
   return Status::Ok();
 }
 
+Result<Json> Replay::TrainStudentAndProbe(const std::string& name, double fraction, uint64_t seed) {
+  const std::string student = P(name + ".gguf");
+  const auto t = Clock::now();
+  std::vector<std::string> train = {"redteam", "train-student", "--teacher", a_.model, "--clean", a_.clean,
+                                    "--fraction", std::to_string(fraction), "--out", student,
+                                    "--steps", std::to_string(z_.student_steps), "--batch", std::to_string(z_.student_batch),
+                                    "--seed", std::to_string(seed), "--threads", std::to_string(a_.threads), "--json",
+                                    "--quiet"};
+  if (fraction > 0) {
+    train.push_back("--data");
+    train.push_back(P("desensitized.jsonl"));
+  }
+  TM_ASSIGN_OR_RETURN(redteam::CommandResult tr, Cli(train, kTrainTimeoutS));
+  timings_["train_" + name + "_s"] = std::chrono::duration<double>(Clock::now() - t).count();
+  if (tr.exit_code != 0 || !fs::exists(student)) {
+    return Internal("train-student (" + name + ") exited " + std::to_string(tr.exit_code) + "; see commands.log");
+  }
+  summary_[name] = Json::parse(tr.stdout_text, nullptr, false).is_object() ? Json::parse(tr.stdout_text)
+                                                                            : Json(tr.stdout_text);
+  Say(name + " trained: " + student);
+  return ProbeStudent(name, /*served_filter=*/true);
+}
+
+Result<Json> Replay::ProbeStudent(const std::string& name, bool served_filter) {
+  // Completion mode (docs/probe.md): prompts cut from the suspect accounts' served data (the
+  // harvested completions before desensitization) every kProbeStride tokens, greedy
+  // continuations, every window a prompt showed excluded, and with served_filter only windows of
+  // the served data scored (Sander et al.'s supervised filter). A student that memorized its
+  // training text reproduces the watermark's choices there; a clean one is a null draw.
+  const std::string label = served_filter ? name + "_probe" : name + "_probe_unfiltered";
+  const std::string out = P(label + ".json");
+  std::vector<std::string> args = {"probe", "--keyring", keyring_, "--model", a_.model, "--suspect-gguf",
+                                   P(name + ".gguf"), "--mode", "completion", "--text", P("harvest.jsonl"),
+                                   "--prompt-tokens", std::to_string(kProbePromptTokens), "--prompt-stride",
+                                   std::to_string(kProbeStride), "--max-tokens", std::to_string(kProbeMaxTokens),
+                                   "--temperature", "0", "--threads", std::to_string(a_.threads), "--json",
+                                   "--out", out};
+  if (served_filter) {
+    args.push_back("--filter-text");
+    args.push_back(P("harvest.jsonl"));
+  }
+  const auto tp = Clock::now();
+  TM_ASSIGN_OR_RETURN(redteam::CommandResult pr, Cli(args, kProbeTimeoutS));
+  timings_[label + "_s"] = std::chrono::duration<double>(Clock::now() - tp).count();
+  Json probe;
+  {
+    std::ifstream in(out);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    probe = Json::parse(ss.str(), nullptr, false);
+  }
+  if (pr.exit_code != 0 || !probe.is_object()) {
+    return Internal("probe of " + name + " exited " + std::to_string(pr.exit_code) + "; see commands.log");
+  }
+  summary_[label] = {{"mode", probe.value("mode", "")},
+                     {"p_value", probe.value("p_value", 1.0)},
+                     {"log10_p_value", probe.value("log10_p_value", 0.0)},
+                     {"verdict", probe.value("verdict", "")},
+                     {"tokens_scored", probe.value("tokens_scored", 0)},
+                     {"tuples_scored", probe.value("tuples_scored", 0)},
+                     {"texts", probe.value("texts", 0)}};
+  return probe;
+}
+
 Status Replay::TrainAndProbe() {
   if (!Available({"redteam", "train-student"})) {
     Say("STEP NOT AVAILABLE: tracemark redteam train-student is not in this build; no student, no probe");
     Verdict("student_radioactive", kNotAvailable, "tracemark redteam train-student missing");
+    Verdict("control_student_clean", kNotAvailable, "tracemark redteam train-student missing");
     return Status::Ok();
   }
-  const std::string student = P("student.gguf");
-  const auto t = Clock::now();
-  TM_ASSIGN_OR_RETURN(redteam::CommandResult tr,
-                      Cli({"redteam", "train-student", "--teacher", a_.model, "--data", P("desensitized.jsonl"),
-                           "--clean", a_.clean, "--fraction", std::to_string(z_.student_fraction), "--out", student,
-                           "--steps", std::to_string(z_.student_steps), "--seed", std::to_string(a_.seed),
-                           "--threads", std::to_string(a_.threads), "--json"},
-                          kTrainTimeoutS));
-  timings_["train_student_s"] = std::chrono::duration<double>(Clock::now() - t).count();
-  if (tr.exit_code != 0 || !fs::exists(student)) {
-    Verdict("student_radioactive", "fail", "train-student exited " + std::to_string(tr.exit_code) + "; see commands.log");
-    return Status::Ok();
-  }
-  summary_["student"] = nlohmann::json::parse(tr.stdout_text, nullptr, false).is_object()
-                            ? Json::parse(tr.stdout_text)
-                            : Json(tr.stdout_text);
-  Say("student trained: " + student);
   if (!Available({"probe"})) {
-    Say("STEP NOT AVAILABLE: tracemark probe is not in this build; the student is not tested");
+    Say("STEP NOT AVAILABLE: tracemark probe is not in this build; no student is tested");
     Verdict("student_radioactive", kNotAvailable, "tracemark probe missing");
+    Verdict("control_student_clean", kNotAvailable, "tracemark probe missing");
     return Status::Ok();
   }
-  // The suspect accounts' served data: the harvested completions (before desensitization), one
-  // JSON line each ("text").
-  probe_json_ = P("probe.json");
-  const auto tp = Clock::now();
-  TM_ASSIGN_OR_RETURN(redteam::CommandResult pr,
-                      Cli({"probe", "--keyring", keyring_, "--model", a_.model, "--suspect-gguf", student, "--text",
-                           P("harvest.jsonl"), "--json", "--out", probe_json_},
-                          kProbeTimeoutS));
-  timings_["probe_s"] = std::chrono::duration<double>(Clock::now() - tp).count();
-  std::string verdict;
-  Json probe;
-  {
-    std::ifstream in(probe_json_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    probe = Json::parse(ss.str().empty() ? pr.stdout_text : ss.str(), nullptr, false);
+  auto describe = [](const Json& probe) {
+    char line[160];
+    std::snprintf(line, sizeof(line), "probe verdict %s, p = %.3g (log10 %.1f) over %lld tuples",
+                  probe.value("verdict", "").c_str(), probe.value("p_value", 1.0), probe.value("log10_p_value", 0.0),
+                  static_cast<long long>(probe.value("tuples_scored", 0)));
+    return std::string(line);
+  };
+  // The harvester's student: desensitized harvest mixed with clean text.
+  Result<Json> student = TrainStudentAndProbe("student", z_.student_fraction, a_.seed);
+  if (!student.ok()) {
+    Verdict("student_radioactive", "fail", student.status().message());
+  } else {
+    probe_json_ = P("student_probe.json");
+    Verdict("student_radioactive", student->value("verdict", "") == "radioactive" ? "pass" : "fail",
+            describe(*student));
   }
-  if (pr.exit_code != 0 || !probe.is_object()) {
-    Verdict("student_radioactive", "fail", "probe exited " + std::to_string(pr.exit_code) + "; see commands.log");
-    return Status::Ok();
+  // The null, checked in the same run: a student of the same shape and budget trained on the
+  // clean text only must not be called radioactive by the same probe.
+  // The filter leaves a clean student few tuples (its continuations leave the served text), so
+  // the control is also probed without it, where every continuation tuple is a null draw.
+  Result<Json> control = TrainStudentAndProbe("control_student", 0.0, a_.seed + 1);
+  Result<Json> unfiltered = control.ok() ? ProbeStudent("control_student", /*served_filter=*/false) : control;
+  if (!control.ok() || !unfiltered.ok()) {
+    Verdict("control_student_clean", "fail", (control.ok() ? unfiltered : control).status().message());
+  } else {
+    const bool radioactive = control->value("verdict", "") == "radioactive" ||
+                             unfiltered->value("verdict", "") == "radioactive";
+    Verdict("control_student_clean", radioactive ? "fail" : "pass",
+            "filtered: " + describe(*control) + "; unfiltered: " + describe(*unfiltered));
   }
-  summary_["probe"] = {{"p_value", probe.value("p_value", 1.0)}, {"verdict", probe.value("verdict", "")},
-                       {"tokens_scored", probe.value("tokens_scored", 0)}};
-  verdict = probe.value("verdict", "");
-  char p[32];
-  std::snprintf(p, sizeof(p), "%.3g", probe.value("p_value", 1.0));
-  Verdict("student_radioactive", verdict == "radioactive" ? "pass" : "fail",
-          std::string("probe verdict ") + verdict + ", p = " + p);
   return Status::Ok();
 }
 

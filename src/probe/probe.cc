@@ -100,6 +100,18 @@ void RadioactivityScorer::ExcludeWindowsOf(std::span<const int32_t> tokens) {
   }
 }
 
+void RadioactivityScorer::ExcludePromptWindows(std::span<const int32_t> tokens, size_t prompt_begin) {
+  for (VersionState& vs : versions_) {
+    const size_t h = static_cast<size_t>(vs.params.context_width);
+    // The window that chose tokens[prompt_begin] ends at prompt_begin; the last one, after the
+    // prompt, ends at tokens.size().
+    for (size_t end = std::max(h, prompt_begin); end <= tokens.size(); ++end) {
+      const auto info = watermark::HashContext(vs.keys.context_key, vs.params, tokens, end);
+      vs.excluded_windows.Insert(info.hash, kWindowToken);
+    }
+  }
+}
+
 void RadioactivityScorer::ExcludeTuplesOf(std::span<const int32_t> tokens) {
   for (VersionState& vs : versions_) {
     const size_t h = static_cast<size_t>(vs.params.context_width);
@@ -369,6 +381,7 @@ Result<ProbeResult> ScoreClosed(std::span<const ClosedExchange> exchanges,
   TM_ASSIGN_OR_RETURN(RadioactivityScorer scorer, RadioactivityScorer::Create(keyring, options, "closed"));
   for (const ClosedExchange& ex : exchanges) {
     scorer.ExcludeWindowsOf(our_tok.Encode(ex.prompt, false, false));
+    if (!ex.prompt_context.empty()) scorer.ExcludePromptWindows(ex.prompt_context, ex.prompt_begin);
   }
   for (const std::string& f : filter_texts) scorer.AddFilterWindowsOf(our_tok.Encode(f, false, false));
   for (const ClosedExchange& ex : exchanges) {

@@ -146,6 +146,7 @@ Result<std::vector<ClosedExchange>> CollectRawCompletions(const Model& suspect,
   if (options.max_tokens < 1 || options.max_tokens > kMaxMaxTokens) {
     return InvalidArgument("max tokens must be in [1, " + std::to_string(kMaxMaxTokens) + "]");
   }
+  if (options.prompt_stride < 0) return InvalidArgument("prompt stride must be 0 (one prompt per text) or more");
   if (options.samples < 1 || options.samples > kMaxRawSamples) {
     return InvalidArgument("samples per prompt must be in [1, " + std::to_string(kMaxRawSamples) + "]");
   }
@@ -167,32 +168,44 @@ Result<std::vector<ClosedExchange>> CollectRawCompletions(const Model& suspect,
       return ResourceExhausted("a text is larger than " + std::to_string(kMaxTextBytes) + " bytes");
     }
     const std::vector<int32_t> ids = our_tok.Encode(text, /*add_special=*/false, /*parse_special=*/false);
-    if (ids.size() <= static_cast<size_t>(options.prompt_tokens)) continue;
-    const std::string prompt =
-        our_tok.Decode(std::span<const int32_t>(ids.data(), static_cast<size_t>(options.prompt_tokens)));
-    // Plain text, no chat template; BOS (and nothing else) when the model's flags ask for one.
-    std::vector<int32_t> prompt_ids = suspect_tok.Encode(prompt, /*add_special=*/true, /*parse_special=*/false);
-    if (!prompt_ids.empty() && prompt_ids.back() == suspect_tok.eos_id() && prompt_ids.size() > 1) {
-      prompt_ids.pop_back();
-    }
-    // Generate stops when the context is full.
-    const int32_t room = n_ctx - static_cast<int32_t>(prompt_ids.size());
-    if (room < 1) {
-      return InvalidArgument("a prompt of " + std::to_string(prompt_ids.size()) +
-                             " suspect tokens leaves no room in the suspect's context of " +
-                             std::to_string(n_ctx) + " tokens; lower --prompt-tokens");
-    }
-    for (int32_t s = 0; s < options.samples; ++s) {
-      GenerateOptions gopt;
-      gopt.max_tokens = std::min(options.max_tokens, room);
-      gopt.sampling.temperature = options.temperature;
-      gopt.sampling.seed = seed++;
-      TM_ASSIGN_OR_RETURN(GenerateResult r, Generate(*ctx, suspect_tok, prompt_ids, gopt));
-      ClosedExchange ex;
-      ex.prompt = prompt;
-      ex.completion = std::move(r.text);
-      ex.raw = true;
-      out.push_back(std::move(ex));
+    const size_t prompt_len = static_cast<size_t>(options.prompt_tokens);
+    int32_t prompts_here = 0;
+    for (size_t begin = static_cast<size_t>(kRawPromptOffset); begin + prompt_len < ids.size();
+         begin += static_cast<size_t>(options.prompt_stride)) {
+      if (prompts_here++ == kMaxRawPromptsPerText) break;
+      const std::span<const int32_t> prompt_ids_ours(ids.data() + begin, prompt_len);
+      const std::string prompt = our_tok.Decode(prompt_ids_ours);
+      // Plain text, no chat template; BOS (and nothing else) when the model's flags ask for one.
+      std::vector<int32_t> prompt_ids = suspect_tok.Encode(prompt, /*add_special=*/true, /*parse_special=*/false);
+      if (!prompt_ids.empty() && prompt_ids.back() == suspect_tok.eos_id() && prompt_ids.size() > 1) {
+        prompt_ids.pop_back();
+      }
+      // Generate stops when the context is full.
+      const int32_t room = n_ctx - static_cast<int32_t>(prompt_ids.size());
+      if (room < 1) {
+        return InvalidArgument("a prompt of " + std::to_string(prompt_ids.size()) +
+                               " suspect tokens leaves no room in the suspect's context of " +
+                               std::to_string(n_ctx) + " tokens; lower --prompt-tokens");
+      }
+      // What the scorer must exclude: the prompt and the text before it that chose its tokens.
+      const size_t context_begin = begin - std::min(begin, static_cast<size_t>(watermark::kMaxContextWidth));
+      const std::vector<int32_t> prompt_context(ids.begin() + static_cast<std::ptrdiff_t>(context_begin),
+                                                ids.begin() + static_cast<std::ptrdiff_t>(begin + prompt_len));
+      for (int32_t s = 0; s < options.samples; ++s) {
+        GenerateOptions gopt;
+        gopt.max_tokens = std::min(options.max_tokens, room);
+        gopt.sampling.temperature = options.temperature;
+        gopt.sampling.seed = seed++;
+        TM_ASSIGN_OR_RETURN(GenerateResult r, Generate(*ctx, suspect_tok, prompt_ids, gopt));
+        ClosedExchange ex;
+        ex.prompt = prompt;
+        ex.completion = std::move(r.text);
+        ex.raw = true;
+        ex.prompt_context = prompt_context;
+        ex.prompt_begin = begin - context_begin;
+        out.push_back(std::move(ex));
+      }
+      if (options.prompt_stride == 0) break;
     }
   }
   return out;

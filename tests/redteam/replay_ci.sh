@@ -2,7 +2,8 @@
 # `tracemark replay --size ci` as a test: runs the whole incident and checks each verdict in the
 # replay's summary.json. A step whose subcommand is not in this build ("not_available": replay
 # prints a loud STEP NOT AVAILABLE line) is reported as SKIP, never as a pass; any "fail" fails,
-# except the student's radioactivity, which is reported but not required at ci size (see below).
+# the student's radioactivity and its clean control included (docs/replay.md), and so does a
+# summary without both of them.
 # Usage: replay_ci.sh TRACEMARK_BINARY
 set -uo pipefail
 BIN=$1
@@ -21,14 +22,14 @@ python3 - "$tmp/replay/summary.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 passed = failed = skipped = 0
-# At ci size the student sees only a few thousand watermarked tokens (the harvest is cut short by
-# the suspension), below what the reading-mode probe needs; its verdict is printed, and required
-# only by --size full (docs/replay.md).
-informational = {"student_radioactive"}
+required = {"benign_not_suspended", "cluster_suspended", "scan_found", "student_radioactive",
+            "control_student_clean", "report_written"}
+for name in sorted(required - set(s["verdicts"])):
+    failed += 1
+    print(f"FAIL: {name}: no verdict in summary.json")
 for name, v in s["verdicts"].items():
-    if name in informational and v["verdict"] != "pass":
-        print(f"INFO (not required at ci size): {name}: {v['verdict']}: {v['detail']}")
-    elif v["verdict"] == "pass":
+    print(f"{name}: {v['verdict']}: {v['detail']}")
+    if v["verdict"] == "pass":
         passed += 1
     elif v["verdict"] == "not_available":
         skipped += 1
@@ -40,3 +41,9 @@ print(json.dumps(s.get("timings", {})))
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
 sys.exit(1 if failed else 0)
 PY
+py_rc=$?
+[ "$py_rc" -eq 0 ] || exit 1
+# Every verdict passed (or was skipped): replay itself must then have exited 0, or 1 with a skip.
+if [ "$rc" -ne 0 ] && ! grep -q '"not_available"' "$tmp/replay/summary.json"; then
+  echo "FAIL: replay exited $rc with every verdict passing"; exit 1
+fi

@@ -121,6 +121,11 @@ class RadioactivityScorer {
 
   // Closed mode: no window of these tokens (a prompt the suspect saw) is scored.
   void ExcludeWindowsOf(std::span<const int32_t> tokens);
+  // Closed mode, a prompt cut from the middle of one of our texts: tokens[prompt_begin..] is the
+  // prompt and tokens[..prompt_begin) what preceded it in the text. Excludes the window of every
+  // prompt token (its h predecessors, which may lie before the prompt: the watermark chose the
+  // token with that window, so the suspect saw its PRF winner) and the window after the last.
+  void ExcludePromptWindows(std::span<const int32_t> tokens, size_t prompt_begin);
   // Open mode: no (window, next token) tuple of these tokens (a text the suspect read) is scored.
   void ExcludeTuplesOf(std::span<const int32_t> tokens);
   // Sander et al.'s filter: once called, only windows occurring in these tokens are scored.
@@ -210,23 +215,36 @@ struct ClosedExchange {
   // Raw completion: `completion` continues `prompt` directly (no instruction, no chat template),
   // so the windows that straddle the end of the prompt are scored too.
   bool raw = false;
+  // Raw completion from the middle of a text: our token ids of the text from up to
+  // watermark::kMaxContextWidth tokens before the prompt to its end, and where the prompt begins
+  // in them (RadioactivityScorer::ExcludePromptWindows). Empty for prompts without that context.
+  std::vector<int32_t> prompt_context;
+  size_t prompt_begin = 0;
 };
 
-// Raw-completion closed mode of a local GGUF suspect (docs/probe.md): the prompt is the first
+// Raw-completion closed mode of a local GGUF suspect (docs/probe.md): each prompt is
 // prompt_tokens tokens of one of our texts, fed without chat template (BOS if the model wants
-// one); the suspect continues it for up to max_tokens, bounded by its training context.
+// one); the suspect continues it for up to max_tokens, bounded by its training context. Prompts
+// start at token kRawPromptOffset of a text and then every prompt_stride tokens (stride 0: one
+// prompt per text): the first tokens of a served completion were chosen with windows that hold
+// the chat template, which the probe cannot exclude, so they are never shown to the suspect.
 inline constexpr int32_t kMaxRawSamples = 64;
+inline constexpr int32_t kRawPromptOffset = watermark::kMaxContextWidth;
+// Prompts per text at most (a long text with a small stride).
+inline constexpr int32_t kMaxRawPromptsPerText = 256;
 struct RawCompletionOptions {
   int32_t prompt_tokens = kDefaultPromptTokens;
   int32_t max_tokens = kDefaultMaxTokens;
   int32_t samples = 1;  // continuations per prompt (seeds seed, seed + 1, ...; de-dup is global)
+  int32_t prompt_stride = 0;  // tokens between two prompts of one text; 0 = one prompt per text
   uint64_t seed = 1;
   float temperature = 1.0f;  // 0 = greedy (the most memorized continuation)
   int32_t n_threads = 2;
 };
 
-// Runs the raw completions; texts shorter than prompt_tokens + 1 tokens are skipped. Returns
-// exchanges with raw = true, scored by ScoreClosed.
+// Runs the raw completions; a prompt needs at least one token of the text after it (shorter
+// texts are skipped). Returns exchanges with raw = true and their prompt_context, scored by
+// ScoreClosed.
 Result<std::vector<ClosedExchange>> CollectRawCompletions(const Model& suspect,
                                                           const text::Tokenizer& suspect_tok,
                                                           const text::Tokenizer& our_tok,

@@ -97,9 +97,10 @@ Outcome TrainAndProbe(const std::string& root, double fraction, const std::strin
 }
 
 // The control side of the experiment: a student trained on clean text only, probed in reading
-// mode on watermarked texts, must not be called radioactive. (The positive side, a 50%
-// watermarked student radioactive at p < 1e-4, did not hold at any size that trains in a CI
-// minute: see docs/student.md "Radioactivity"; bench/student_radioactivity.sh measures it.)
+// mode on watermarked texts, must not be called radioactive. (The positive side needs a student
+// that memorized its watermarked text, tens of epochs, longer than a unit test: `tracemark replay`
+// trains one and requires the completion-mode probe to find it, with a clean control, in the
+// ctest replay_ci; bench/student_radioactivity.sh measures the fractions, docs/student.md.)
 TEST(StudentRadioactivity, CleanStudentIsNotRadioactive) {
   const std::string root = TM_SOURCE_DIR;
   if (!std::filesystem::exists(root + kModel)) GTEST_SKIP() << root + kModel << " is missing";
