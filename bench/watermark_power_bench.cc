@@ -377,6 +377,22 @@ void Report(const Options& opt, const std::vector<Cell>& cells) {
 // key (the generating account), so lane splits, score functions, the unkeyed share and an
 // entropy filter can be compared on the same generations. Raw p-values (no correction for the
 // number of tests); a row is a hypothetical detector, not the shipped one.
+// The PRF word of token `token` at a context as the sampler keyed it: provider key on the provider
+// lane, the account's payload digit slot on the payload lane, the account's own key on its lane.
+uint32_t LaneWord(const wm::SchemeKeys& keys, uint64_t account_key, const wm::ContextInfo& info, int32_t token,
+                  uint64_t account) {
+  switch (info.lane) {
+    case wm::Lane::kProvider:
+      return wm::TokenWord(keys.provider_key, info.hash, token, 0);
+    case wm::Lane::kPayload:
+      return wm::TokenWord(keys.provider_key, info.hash, token,
+                           wm::PayloadSlot(info.position, wm::PayloadDigit(account, info.position)));
+    case wm::Lane::kAccount:
+      return wm::TokenWord(account_key, info.hash, token, 0);
+  }
+  return 0;
+}
+
 void AnalyzeGumbel(const Options& opt, const Cell& c) {
   struct Variant {
     const char* name;
@@ -427,19 +443,7 @@ void AnalyzeGumbel(const Options& opt, const Cell& c) {
       if (i < h) continue;
       const wm::ContextInfo info = wm::HashContext(keys->context_key, *params, s->tokens, i);
       if (!seen.Insert(info.hash, s->tokens[i])) continue;
-      uint32_t w = 0;
-      switch (info.lane) {
-        case wm::Lane::kProvider:
-          w = wm::TokenWord(keys->provider_key, info.hash, s->tokens[i], 0);
-          break;
-        case wm::Lane::kPayload:
-          w = wm::TokenWord(keys->provider_key, info.hash, s->tokens[i],
-                            wm::PayloadSlot(info.position, wm::PayloadDigit(s->account, info.position)));
-          break;
-        case wm::Lane::kAccount:
-          w = wm::TokenWord(*akey, info.hash, s->tokens[i], 0);
-          break;
-      }
+      const uint32_t w = LaneWord(*keys, *akey, info, s->tokens[i], s->account);
       const double u = wm::WordToUniform(w);
       const double a = -std::log1p(-u), l = -std::log(u);
       auto add = [&](int k) {
@@ -673,19 +677,7 @@ void AnalyzeStatistics(const Options& opt, tmk::Model& model, const Cell& c) {
     for (size_t i = h; i < s->tokens.size(); ++i) {
       const wm::ContextInfo info = wm::HashContext(keys->context_key, *params, s->tokens, i);
       if (!seen.Insert(info.hash, s->tokens[i])) continue;
-      uint32_t w = 0;
-      switch (info.lane) {
-        case wm::Lane::kProvider:
-          w = wm::TokenWord(keys->provider_key, info.hash, s->tokens[i], 0);
-          break;
-        case wm::Lane::kPayload:
-          w = wm::TokenWord(keys->provider_key, info.hash, s->tokens[i],
-                            wm::PayloadSlot(info.position, wm::PayloadDigit(s->account, info.position)));
-          break;
-        case wm::Lane::kAccount:
-          w = wm::TokenWord(*akey, info.hash, s->tokens[i], 0);
-          break;
-      }
+      const uint32_t w = LaneWord(*keys, *akey, info, s->tokens[i], s->account);
       tups.push_back({i, info.lane, wm::WordToUniform(w), probe.p1[i], probe.p_sampled[i], probe.entropy[i],
                       s->entropy[i]});
     }
