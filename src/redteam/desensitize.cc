@@ -469,7 +469,8 @@ Result<std::string> Paraphraser::Paraphrase(std::string_view text, uint64_t reco
   Impl& m = *impl_;
   std::vector<int32_t> body = m.tok->Encode(text, false, false);
   if (body.size() > static_cast<size_t>(kMaxParaphraseInputTokens)) body.resize(kMaxParaphraseInputTokens);
-  const std::string clipped = m.tok->Decode(body, true);
+  // One paragraph in, one paragraph out: the answer ends at its first blank line.
+  const std::string clipped = Join(SplitWhitespace(m.tok->Decode(body, true)));
   // Gemma 3 270M (the default paraphraser) is a base model: a plain completion prompt.
   const std::string prompt = "Rewrite the following text in different words, keeping its meaning.\n\nText: " +
                              clipped + "\n\nParaphrase:";
@@ -482,10 +483,16 @@ Result<std::string> Paraphraser::Paraphrase(std::string_view text, uint64_t reco
   g.sampling.temperature = kParaphraseTemperature;
   g.sampling.top_p = 0.95f;
   g.sampling.seed = m.seed * 0x9e3779b97f4a7c15ULL + record_seed;
-  g.stop = {"\n\n", "\nText:"};
+  // A base model often opens its answer with a blank line, so the paragraph break is looked for
+  // after the first non-blank character, not as a stop string (which would end it empty).
+  g.stop = {"\nText:"};
   TM_ASSIGN_OR_RETURN(GenerateResult r, Generate(*m.ctx, *m.tok, ids, g));
-  std::string out = Join(SplitWhitespace(r.text));
-  return out;
+  std::string_view answer = r.text;
+  const size_t first = answer.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return std::string();
+  answer.remove_prefix(first);
+  if (const size_t brk = answer.find("\n\n"); brk != std::string_view::npos) answer = answer.substr(0, brk);
+  return Join(SplitWhitespace(answer));
 }
 
 // ---- Files ----
