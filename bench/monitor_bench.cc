@@ -5,7 +5,7 @@
 //   monitor_bench detect  full-size simulation (5,000 benign accounts, 100 pure harvesters, 100
 //                         mixed, a 200-account cluster): the detection table of docs/monitor.md.
 // Options: --seed S (detect; default 1 is the TUNING seed, report held-out seeds such as 2001),
-// --benign N, --harvesters N, --mixed N, --cluster N, --notes N (print N false-positive/missed
+// --benign N, --harvesters N, --mixed N, --cluster N, --min-member-requests N (MonitorConfig), --notes N (print N false-positive/missed
 // accounts with their signals). Output: Markdown on stdout. Deterministic
 // apart from timings.
 #include <algorithm>
@@ -100,6 +100,7 @@ int Speed() {
 
 int Detect(int argc, char** argv) {
   sim::SimConfig cfg;
+  mon::MonitorConfig monitor;
   int notes = 0;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
@@ -113,13 +114,14 @@ int Detect(int argc, char** argv) {
     else if (flag == "--harvesters") cfg.harvesters = static_cast<int>(v);
     else if (flag == "--mixed") cfg.mixed = static_cast<int>(v);
     else if (flag == "--cluster") cfg.cluster_size = static_cast<int>(v);
+    else if (flag == "--min-member-requests") monitor.min_member_requests = static_cast<int>(v);
     else {
       std::fprintf(stderr, "monitor_bench: unknown option %s; see the header of bench/monitor_bench.cc\n", flag.c_str());
       return 2;
     }
   }
   const auto t0 = Clock::now();
-  const sim::DetectionReport r = sim::MeasureDetection(cfg, mon::MonitorConfig{});
+  const sim::DetectionReport r = sim::MeasureDetection(cfg, monitor);
   std::printf("seed %llu (%s), %.1f s\n\n%s", static_cast<unsigned long long>(cfg.seed),
               cfg.seed == 1 ? "tuning seed" : "held-out seed",
               std::chrono::duration<double>(Clock::now() - t0).count(), sim::FormatReport(r).c_str());
