@@ -29,6 +29,9 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--port", o->port, "Listen port (0: any free port)")->capture_default_str();
   cmd->add_option("--admin-token-file", o->admin_token_file, "File holding the admin API bearer token (>= 16 chars)");
   cmd->add_option("--model-id", o->model_id, "Model id clients send (default: the file name without .gguf)");
+  cmd->add_flag("--journal-fsync", o->journal_sync_commit,
+                "fdatasync the usage journal before each response (power-loss safe; default: after write(), "
+                "kill -9 safe, fdatasync every 200 ms)");
   cmd->add_option("--usage-journal", o->usage_journal_dir, "Usage journal directory, one per replica (default: <sqlite path>.usage-journal; required with PostgreSQL)");
   cmd->add_option("--slots", o->scheduler.slots, "Concurrent sequences batched together")->capture_default_str();
   cmd->add_option("--slot-context", o->scheduler.slot_context, "Tokens per sequence (prompt + completion)")

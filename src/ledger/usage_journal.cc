@@ -124,7 +124,7 @@ Result<UsageRecord> DecodeUsageRecord(std::string_view payload) {
 }
 
 Result<std::unique_ptr<UsageJournal>> UsageJournal::Open(const std::string& dir, LedgerStore* store,
-                                                         uint64_t* replayed) {
+                                                         uint64_t* replayed, JournalSync sync) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return IoError("usage journal: cannot create " + dir + ": " + ec.message());
@@ -156,7 +156,7 @@ Result<std::unique_ptr<UsageJournal>> UsageJournal::Open(const std::string& dir,
   if (!segments.empty()) TM_RETURN_IF_ERROR(SyncDir(dir));
   if (replayed) *replayed = total;
 
-  std::unique_ptr<UsageJournal> j(new UsageJournal(dir, store));
+  std::unique_ptr<UsageJournal> j(new UsageJournal(dir, store, sync));
   TM_RETURN_IF_ERROR(j->OpenSegment(next));
   j->writer_ = std::thread([p = j.get()] { p->WriterLoop(); });
   j->flusher_ = std::thread([p = j.get()] { p->FlusherLoop(); });
@@ -189,13 +189,22 @@ Status UsageJournal::Rotate() {
     if (!created.ok()) return created.status();
     fd = *created;
   }
-  if (fd_ >= 0) ::close(fd_);
-  std::lock_guard<std::mutex> lock(mu_);
-  // Every record of the closed segment is already in to_store_ (moved there at its commit).
-  closed_segments_.push_back(segment_);
-  fd_ = fd;
-  segment_ = number;
-  segment_bytes_ = 0;
+  int old_fd = -1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Every record of the closed segment is already in to_store_ (moved there at its commit).
+    closed_segments_.push_back(segment_);
+    old_fd = fd_;
+    fd_ = fd;
+    segment_ = number;
+    segment_bytes_ = 0;
+  }
+  if (old_fd >= 0) {
+    // kInterval: the closed segment's last writes reach the disk now (once per segment); its
+    // records are acknowledged already, so an error here is only counted, like a late sync.
+    if (sync_ == JournalSync::kInterval) ::fdatasync(old_fd);
+    ::close(old_fd);
+  }
   return Status::Ok();
 }
 
@@ -228,6 +237,7 @@ UsageJournal::~UsageJournal() {
   if (writer_.joinable()) writer_.join();
   flusher_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
+  if (sync_ == JournalSync::kInterval) SyncCurrentSegment();
   FlushOnce().ok();  // best effort; what is not stored is replayed on the next Open
   if (fd_ >= 0) ::close(fd_);
   std::lock_guard<std::mutex> lock(mu_);
@@ -295,7 +305,7 @@ void UsageJournal::WriterLoop() {
         }
         off += static_cast<size_t>(n);
       }
-      if (status.ok() && ::fdatasync(fd_) != 0) {
+      if (status.ok() && sync_ == JournalSync::kCommit && ::fdatasync(fd_) != 0) {
         status = IoError(std::string("usage journal: fdatasync failed: ") + std::strerror(errno));
       }
       // Bytes of a failed write may sit past the last good frame: never write after them.
@@ -307,7 +317,7 @@ void UsageJournal::WriterLoop() {
         for (auto& [rec, cb] : batch) to_store_.push_back(rec);
         committed_ += batch.size();
         segment_bytes_ += buf.size();
-        ++fsyncs_;
+        if (sync_ == JournalSync::kCommit) ++fsyncs_;
       } else {
         failed_ += batch.size();
       }
@@ -353,9 +363,24 @@ void UsageJournal::FlusherLoop() {
       flusher_cv_.wait_for(lock, kJournalFlushInterval, [&] { return stop_; });
       if (stop_) return;
     }
+    if (sync_ == JournalSync::kInterval) SyncCurrentSegment();
     FlushOnce().ok();  // errors are kept in flush_error_ and retried next interval
     PrepareSpare();
   }
+}
+
+void UsageJournal::SyncCurrentSegment() {
+  int fd = -1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fd_ >= 0) fd = ::dup(fd_);  // fd_ changes (and the old one is closed) only after it is swapped under mu_
+  }
+  if (fd < 0) return;
+  if (::fdatasync(fd) == 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++fsyncs_;
+  }
+  ::close(fd);
 }
 
 Status UsageJournal::FlushToStore() {

@@ -59,8 +59,9 @@ TEST(UsageJournal, CommitsThenStores) {
   EXPECT_EQ((*store)->ListUsage("")->size(), static_cast<size_t>(kN));
 }
 
-TEST(UsageJournal, ReplaysAfterCrashWithoutDuplicates) {
-  const std::string dir = TempDir("crash");
+// kill -9 semantics for both durability modes: every acknowledged record is replayed exactly once.
+void CrashAndReplay(const std::string& name, JournalSync sync) {
+  const std::string dir = TempDir(name);
   const std::string db = "sqlite:" + dir + "/db.sqlite";
   constexpr int kN = 50;
   const pid_t pid = ::fork();
@@ -69,7 +70,7 @@ TEST(UsageJournal, ReplaysAfterCrashWithoutDuplicates) {
     // Child: acknowledge kN records, then die without any destructor or flush.
     auto store = OpenLedgerStore(db);
     if (!store.ok()) ::_exit(3);
-    auto journal = UsageJournal::Open(dir + "/journal", store->get());
+    auto journal = UsageJournal::Open(dir + "/journal", store->get(), nullptr, sync);
     if (!journal.ok()) ::_exit(4);
     std::atomic<int> acked{0};
     for (int i = 0; i < kN; ++i) {
@@ -104,6 +105,33 @@ TEST(UsageJournal, ReplaysAfterCrashWithoutDuplicates) {
   ASSERT_TRUE(journal2.ok());
   EXPECT_EQ(again, 0u);
   EXPECT_EQ((*store)->ListUsage("")->size(), static_cast<size_t>(kN));
+}
+
+TEST(UsageJournal, ReplaysAfterCrashWithoutDuplicates) { CrashAndReplay("crash", JournalSync::kCommit); }
+
+TEST(UsageJournal, IntervalSyncReplaysAfterCrashWithoutDuplicates) {
+  CrashAndReplay("crash-interval", JournalSync::kInterval);
+}
+
+TEST(UsageJournal, IntervalSyncAcknowledgesBeforeSyncAndSyncsOnTheFlusher) {
+  const std::string dir = TempDir("interval");
+  auto store = OpenLedgerStore("sqlite:" + dir + "/db.sqlite");
+  ASSERT_TRUE(store.ok());
+  auto journal = UsageJournal::Open(dir + "/journal", store->get(), nullptr, JournalSync::kInterval);
+  ASSERT_TRUE(journal.ok());
+  std::atomic<int> acked{0};
+  for (int i = 0; i < 20; ++i) {
+    (*journal)->Append(Rec(i), [&](const Status& s) {
+      if (s.ok()) acked.fetch_add(1);
+    });
+  }
+  while (acked.load() < 20) ::usleep(1000);
+  EXPECT_EQ((*journal)->fsyncs(), 0u);  // acknowledged without any fdatasync on the commit path
+  ASSERT_TRUE((*journal)->FlushToStore().ok());
+  // The flusher syncs the segment within one interval.
+  for (int i = 0; i < 100 && (*journal)->fsyncs() == 0; ++i) ::usleep(20000);
+  EXPECT_GE((*journal)->fsyncs(), 1u);
+  EXPECT_EQ((*store)->ListUsage("")->size(), 20u);
 }
 
 // Segment files in dir: number -> size.

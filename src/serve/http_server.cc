@@ -1155,7 +1155,9 @@ Status Setup(ServerState& st, const ServerOptions& o) {
     journal_dir = db_path + ".usage-journal";
   }
   uint64_t replayed = 0;
-  TM_ASSIGN_OR_RETURN(st.journal, ledger::UsageJournal::Open(journal_dir, st.store.get(), &replayed));
+  TM_ASSIGN_OR_RETURN(st.journal, ledger::UsageJournal::Open(journal_dir, st.store.get(), &replayed,
+                                                              o.journal_sync_commit ? ledger::JournalSync::kCommit
+                                                                                    : ledger::JournalSync::kInterval));
   if (replayed > 0) std::fprintf(stderr, "tracemark serve: replayed %llu usage records from %s\n",
                                  static_cast<unsigned long long>(replayed), journal_dir.c_str());
   // Quotas survive restarts: seed the counters from the durable usage.

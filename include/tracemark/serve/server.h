@@ -53,6 +53,9 @@ struct ServerOptions {
   std::string keyring_path;
   std::string db_url;               // sqlite:PATH or postgresql://...
   std::string usage_journal_dir;    // default: <sqlite path>.usage-journal (required for PostgreSQL)
+  // Usage journal durability (ledger::JournalSync): false = kInterval (acknowledged after write(),
+  // survives kill -9; fdatasync every 200 ms), true = kCommit (fdatasync before the response).
+  bool journal_sync_commit = false;
   // redis://HOST:PORT: per-account request/token buckets shared by every replica (docs/api.md).
   std::string redis_url;
   std::string admin_token_file;     // empty: admin API off
