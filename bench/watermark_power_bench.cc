@@ -477,6 +477,28 @@ void AnalyzeGumbel(const Options& opt, const Cell& c) {
   }
 }
 
+// Softmax facts of one logits row: its maximum, partition sum z = sum exp(x - max), and entropy
+// (nats) of the distribution.
+struct RowSoftmax {
+  float max = 0;
+  double z = 0;
+  double entropy = 0;
+};
+
+RowSoftmax SoftmaxOf(std::span<const float> l) {
+  RowSoftmax r;
+  r.max = -INFINITY;
+  for (float x : l) r.max = std::max(r.max, x);
+  double zl = 0;
+  for (float x : l) {
+    const double e = std::exp(static_cast<double>(x - r.max));
+    r.z += e;
+    zl += e * static_cast<double>(x - r.max);
+  }
+  r.entropy = std::log(r.z) - zl / r.z;
+  return r;
+}
+
 // Detection-time entropies: the model run over the generated text alone (no prompt, temperature
 // 1, full vocabulary), entropy[i] of the distribution that predicts token i (0 for i = 0).
 std::vector<float> ModelEntropies(tmk::Context& ctx, std::span<const int32_t> tokens) {
@@ -486,16 +508,7 @@ std::vector<float> ModelEntropies(tmk::Context& ctx, std::span<const int32_t> to
   for (size_t i = 0; i < tokens.size(); ++i) batch.Add(tokens[i], static_cast<int32_t>(i), 0, true);
   if (auto st = ctx.Decode(batch); !st.ok()) Die(st);
   for (size_t i = 0; i + 1 < tokens.size(); ++i) {
-    const auto l = ctx.Logits(ctx.OutputOf(static_cast<int32_t>(i)));
-    float mx = -INFINITY;
-    for (float x : l) mx = std::max(mx, x);
-    double z = 0, zl = 0;
-    for (float x : l) {
-      const double e = std::exp(static_cast<double>(x - mx));
-      z += e;
-      zl += e * static_cast<double>(x - mx);
-    }
-    out[i + 1] = static_cast<float>(std::log(z) - zl / z);
+    out[i + 1] = static_cast<float>(SoftmaxOf(ctx.Logits(ctx.OutputOf(static_cast<int32_t>(i)))).entropy);
   }
   return out;
 }
@@ -573,16 +586,11 @@ TokenProbe ProbeTokens(tmk::Context& ctx, std::span<const int32_t> tokens, std::
   for (size_t i = (np > 0 ? 0 : 1) + np - 1; i + 1 < np + tokens.size(); ++i) {
     const auto l = ctx.Logits(ctx.OutputOf(static_cast<int32_t>(i)));
     const size_t k = i + 1 - np;  // the text token predicted here
-    float mx = -INFINITY;
-    for (float x : l) mx = std::max(mx, x);
-    double z = 0, zl = 0;
-    for (float x : l) {
-      const double e = std::exp(static_cast<double>(x - mx));
-      z += e;
-      zl += e * static_cast<double>(x - mx);
-    }
+    const RowSoftmax sm = SoftmaxOf(l);
+    const float mx = sm.max;
+    const double z = sm.z;
     const int32_t next = tokens[k];
-    out.entropy[k] = static_cast<float>(std::log(z) - zl / z);
+    out.entropy[k] = static_cast<float>(sm.entropy);
     out.p1[k] = static_cast<float>(std::exp(static_cast<double>(l[static_cast<size_t>(next)] - mx)) / z);
     sorted.clear();
     for (size_t v = 0; v < l.size(); ++v) sorted.push_back({l[v], static_cast<int32_t>(v)});
