@@ -5,8 +5,8 @@
 //
 //   watermark_power_bench MODEL [--prompts N] [--tokens N] [--threads N] [--cache FILE]
 //                         [--schemes a,b,..] [--temperatures 0.7,1.0] [--secret-fill B]
-//                         [--analyze 1] [--dump-text FILE] [--stats 1] [--candidates P]
-//                         [--probe-prefix 1]
+//                         [--analyze 1] [--dump-text FILE] [--stats 1] [--filter 1]
+//                         [--candidates P] [--probe-prefix 1]
 //
 // Default schemes: gumbel (the default, 4/2/2 lanes), gumbel:lanes=6/1/1, kgw-lefthash,
 // kgw-selfhash, synthid; "none" generates without a watermark. --analyze 1 adds,
@@ -18,7 +18,9 @@
 // lanes with oracle keys), key-independent filters (token probability p1 at T = 1 or after the
 // sampler's transform, model entropy, sampling entropy) and score functions with exact tails
 // (Gamma upper -log(1-u), Gamma lower -log u, binomial counts of u > d), then the shipped
-// Detector with the token-probability filter at several thresholds. --candidates P (instead of
+// Detector with the token-probability filter at several thresholds. --filter 1: the main tables,
+// then only that last table (filter thresholds, accounts named at 200 and --tokens) per cell.
+// --candidates P (instead of
 // the main tables): rank of the true account among all ids by the payload lane (tokens with
 // p1 <= P) and "provider + account lane of ranked candidates" under several weighted Bonferroni
 // corrections. --probe-prefix 1: the model sees the chat template's opening of an assistant turn
@@ -73,6 +75,7 @@ constexpr int32_t kPromptContext = 128;  // prompt tokens kept room for in the K
 constexpr char kNoWatermark[] = "none";
 
 const auto& kPrompts = tracemark::bench::kWatermarkPrompts;
+constexpr size_t kMaxBatchSequences = 192;  // below the engine's 256-sequence limit
 
 struct Options {
   std::string model;
@@ -86,6 +89,7 @@ struct Options {
   std::string dump_text;
   bool analyze = false;
   bool stats = false;  // --stats 1: AnalyzeStatistics on every Gumbel cell
+  bool filter = false;  // --filter 1: the main tables, then ProbFilterRows on every cell
   double candidates = 0;  // --candidates P: AnalyzeCandidates with p(token) <= P, then exit
   bool probe_prefix = false;
   std::vector<std::string> schemes = {"gumbel", "gumbel:lanes=6/1/1", "kgw-lefthash", "kgw-selfhash",
@@ -852,7 +856,7 @@ void ProbFilterRows(const Options& opt, tmk::Model& model, const Cell& c) {
   constexpr double kThresholds[] = {1.0, 0.3, 0.4, 0.5, 0.6, 0.7};
   constexpr size_t kRows = std::size(kThresholds);
   int detected[kRows][kNumLengths] = {};
-  int attributed[kRows] = {}, wrong[kRows] = {};
+  int attributed[kRows] = {}, wrong[kRows] = {}, attributed200[kRows] = {}, wrong200[kRows] = {};
   std::vector<double> lp200[kRows];
   double scored200[kRows] = {};
   for (const Sequence* s : c.seqs) {
@@ -873,6 +877,7 @@ void ProbFilterRows(const Options& opt, tmk::Model& model, const Cell& c) {
         if (kLengths[li] == 200) {
           scored200[t] += static_cast<double>(d->tokens_scored);
           lp200[t].push_back(d->log10_p_value);
+          if (d->account) (*d->account == s->account ? attributed200[t] : wrong200[t]) += 1;
         }
         if (kLengths[li] == opt.tokens && d->account) (*d->account == s->account ? attributed[t] : wrong[t]) += 1;
       }
@@ -881,14 +886,15 @@ void ProbFilterRows(const Options& opt, tmk::Model& model, const Cell& c) {
   std::printf("\nToken-probability filter, %s T=%.1f (%s): shipped Detector, TPR at reported p < 1e-6;\n"
               "p(token) from the model over the text alone (temperature 1), tuples above the threshold not scored\n\n",
               c.scheme.c_str(), c.temperature, c.seqs.front()->spec.c_str());
-  std::printf("| max token prob | 25 | 50 | 100 | 200 | 400 | tuples scored@200 | median log10 p@200 | attributed@%d (wrong) |\n"
-              "|---|---|---|---|---|---|---|---|---|\n", opt.tokens);
+  std::printf("| max token prob | 25 | 50 | 100 | 200 | 400 | tuples scored@200 | median log10 p@200 | attributed@200 (wrong) |"
+              " attributed@%d (wrong) |\n|---|---|---|---|---|---|---|---|---|---|\n", opt.tokens);
   for (size_t t = 0; t < kRows; ++t) {
     std::printf("| %s |", kThresholds[t] < 1.0 ? std::to_string(kThresholds[t]).substr(0, 3).c_str() : "off");
     for (int li = 0; li < kNumLengths; ++li) std::printf(" %d/%zu |", detected[t][li], c.seqs.size());
     std::sort(lp200[t].begin(), lp200[t].end());
-    std::printf(" %.0f | %.2f | %d/%zu (%d) |\n", scored200[t] / static_cast<double>(c.seqs.size()),
-                lp200[t].empty() ? 0.0 : lp200[t][lp200[t].size() / 2], attributed[t], c.seqs.size(), wrong[t]);
+    std::printf(" %.0f | %.2f | %d/%zu (%d) | %d/%zu (%d) |\n", scored200[t] / static_cast<double>(c.seqs.size()),
+                lp200[t].empty() ? 0.0 : lp200[t][lp200[t].size() / 2], attributed200[t], c.seqs.size(),
+                wrong200[t], attributed[t], c.seqs.size(), wrong[t]);
   }
   std::fflush(stdout);
 }
@@ -899,7 +905,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: watermark_power_bench MODEL [--prompts N] [--tokens N] [--threads N] [--cache FILE]\n"
                  "       [--schemes a,b,..] [--temperatures 0.7,1.0] [--secret-fill B] [--analyze 1]\n"
-                 "       [--dump-text FILE] [--stats 1] [--candidates P] [--probe-prefix 1]\n");
+                 "       [--dump-text FILE] [--stats 1] [--filter 1] [--candidates P] [--probe-prefix 1]\n");
     return 2;
   }
   Options opt;
@@ -913,6 +919,7 @@ int main(int argc, char** argv) {
     else if (k == "--dump-text") opt.dump_text = v;
     else if (k == "--analyze") opt.analyze = v == "1";
     else if (k == "--stats") opt.stats = v == "1";
+    else if (k == "--filter") opt.filter = v == "1";
     else if (k == "--candidates") opt.candidates = std::atof(v.c_str());
     else if (k == "--probe-prefix") opt.probe_prefix = v == "1";
     else if (k == "--secret-fill") opt.secret_fill = std::atoi(v.c_str());
@@ -983,7 +990,12 @@ int main(int argc, char** argv) {
         todo.push_back(&s);
       }
     }
-    GenerateBatch(opt, **model, **tok, prompts, t, todo);
+    // One batched decode per chunk (the engine's contexts hold at most kMaxBatchSequences).
+    for (size_t at = 0; at < todo.size(); at += kMaxBatchSequences) {
+      std::vector<Sequence*> chunk(todo.begin() + static_cast<std::ptrdiff_t>(at),
+                                   todo.begin() + static_cast<std::ptrdiff_t>(std::min(todo.size(), at + kMaxBatchSequences)));
+      GenerateBatch(opt, **model, **tok, prompts, t, chunk);
+    }
     if (!opt.cache.empty()) {
       for (const Sequence* s : todo) AppendCache(opt.cache, *s, opt.tokens, opt.secret_fill);
     }
@@ -1025,6 +1037,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   Report(opt, cells);
+  if (opt.filter) {
+    for (const Cell& c : cells) {
+      if (c.scheme != kNoWatermark) ProbFilterRows(opt, **model, c);
+    }
+  }
   if (opt.analyze) {
     for (const Cell& c : cells) {
       if (c.seqs.front()->spec.rfind("gumbel", 0) == 0) AnalyzeGumbel(opt, c);

@@ -191,8 +191,8 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
       blk0_[j] = static_cast<uint32_t>(info.hash);
       blk1_[j] = static_cast<uint32_t>(info.hash >> 32);
       blk2_[j] = info.lane == Lane::kProvider ? 0u
-                 : info.lane == Lane::kPayload ? p.provider_eighths << 29
-                                               : (p.provider_eighths + p.payload_eighths) << 29;
+                 : info.lane == Lane::kPayload ? p.provider_sixteenths << 28
+                                               : (p.provider_sixteenths + p.payload_sixteenths) << 28;
       blk3_[j] = static_cast<uint32_t>(info.position);
     }
   }

@@ -40,7 +40,8 @@ Result<int> ParseInt(std::string_view key, std::string_view text) {
   return v;
 }
 
-// "P/Y/A": provider, payload and account lanes in eighths; every lane >= 1, sum 8.
+// "P/Y/A": provider, payload and account lanes in eighths (sum 8, e.g. 6/1/1) or sixteenths
+// (sum 16, e.g. 14/1/1); every lane >= 1.
 Status ParseLanes(std::string_view text, SchemeParams& p) {
   int parts[3] = {0, 0, 0};
   size_t k = 0;
@@ -50,18 +51,19 @@ Status ParseLanes(std::string_view text, SchemeParams& p) {
     const auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), parts[i]);
     if (ec != std::errc() || ptr != part.data() + part.size() || part.empty() ||
         (i < 2 && slash == std::string_view::npos) || (i == 2 && slash != std::string_view::npos)) {
-      return InvalidArgument("scheme spec: lanes must be P/Y/A (eighths, e.g. 6/1/1), got '" +
+      return InvalidArgument("scheme spec: lanes must be P/Y/A (eighths or sixteenths, e.g. 6/1/1), got '" +
                              std::string(text) + "'");
     }
     k = slash + 1;
   }
-  if (parts[0] < 1 || parts[1] < 1 || parts[2] < 1 ||
-      parts[0] + parts[1] + parts[2] != static_cast<int>(kLaneEighths)) {
-    return InvalidArgument("scheme spec: lanes P/Y/A must each be >= 1 and sum to 8, got '" +
+  const int sum = parts[0] + parts[1] + parts[2];
+  if (parts[0] < 1 || parts[1] < 1 || parts[2] < 1 || (sum != 8 && sum != 16)) {
+    return InvalidArgument("scheme spec: lanes P/Y/A must each be >= 1 and sum to 8 or 16, got '" +
                            std::string(text) + "'");
   }
-  p.provider_eighths = static_cast<uint32_t>(parts[0]);
-  p.payload_eighths = static_cast<uint32_t>(parts[1]);
+  const int scale = static_cast<int>(kLaneSixteenths) / sum;
+  p.provider_sixteenths = static_cast<uint32_t>(parts[0] * scale);
+  p.payload_sixteenths = static_cast<uint32_t>(parts[1] * scale);
   return Status();
 }
 
@@ -101,9 +103,12 @@ std::string SchemeParams::ToSpec() const {
   s += ",payload=" + std::to_string(payload_digits);
   s += ",dedup=" + std::string(skip_repeated_contexts ? "1" : "0");
   s += ",history=" + std::to_string(context_history);
-  if (provider_eighths != kProviderLaneEighths || payload_eighths != kPayloadLaneEighths) {
-    s += ",lanes=" + std::to_string(provider_eighths) + "/" + std::to_string(payload_eighths) + "/" +
-         std::to_string(kLaneEighths - provider_eighths - payload_eighths);
+  if (provider_sixteenths != kProviderLaneSixteenths || payload_sixteenths != kPayloadLaneSixteenths) {
+    // Eighths when the split has them (the form every key version before sixteenths stored).
+    const uint32_t account = kLaneSixteenths - provider_sixteenths - payload_sixteenths;
+    const uint32_t div = (provider_sixteenths % 2 == 0 && payload_sixteenths % 2 == 0 && account % 2 == 0) ? 2 : 1;
+    s += ",lanes=" + std::to_string(provider_sixteenths / div) + "/" + std::to_string(payload_sixteenths / div) +
+         "/" + std::to_string(account / div);
   }
   if (context_mode == ContextMode::kMin) s += ",ctx=min";
   return s;
@@ -250,10 +255,10 @@ ContextInfo HashContext(uint64_t context_key, const SchemeParams& params,
 ContextInfo ContextFromBlock(const PhiloxBlock& block, const SchemeParams& params) {
   ContextInfo info;
   info.hash = (static_cast<uint64_t>(block[1]) << 32) | block[0];
-  const uint32_t lane_word = block[2] >> 29;  // eighths
-  if (lane_word < params.provider_eighths) {
+  const uint32_t lane_word = block[2] >> 28;  // sixteenths
+  if (lane_word < params.provider_sixteenths) {
     info.lane = Lane::kProvider;
-  } else if (lane_word < params.provider_eighths + params.payload_eighths) {
+  } else if (lane_word < params.provider_sixteenths + params.payload_sixteenths) {
     info.lane = Lane::kPayload;
     info.position = static_cast<int>(block[3] % static_cast<uint32_t>(params.payload_digits));
   } else {

@@ -49,13 +49,13 @@ TEST(SchemeSpec, LanesParameterKeepsStoredSpecsUnchanged) {
   const char* stored = "gumbel:h=4,unkeyed=0.1,payload=5,dedup=1,history=8192";
   auto legacy = ParseSchemeSpec(stored);
   ASSERT_TRUE(legacy.ok());
-  EXPECT_EQ(legacy->provider_eighths, kProviderLaneEighths);
-  EXPECT_EQ(legacy->payload_eighths, kPayloadLaneEighths);
+  EXPECT_EQ(legacy->provider_sixteenths, kProviderLaneSixteenths);
+  EXPECT_EQ(legacy->payload_sixteenths, kPayloadLaneSixteenths);
   EXPECT_EQ(legacy->ToSpec(), stored);
   auto six = ParseSchemeSpec("gumbel:lanes=6/1/1");
   ASSERT_TRUE(six.ok()) << six.status().message();
-  EXPECT_EQ(six->provider_eighths, 6u);
-  EXPECT_EQ(six->payload_eighths, 1u);
+  EXPECT_EQ(six->provider_sixteenths, 12u);
+  EXPECT_EQ(six->payload_sixteenths, 2u);
   EXPECT_NE(six->ToSpec().find(",lanes=6/1/1"), std::string::npos) << six->ToSpec();
   EXPECT_EQ(ParseSchemeSpec(six->ToSpec())->ToSpec(), six->ToSpec());
   EXPECT_EQ(ParseSchemeSpec("gumbel:lanes=4/2/2")->ToSpec().find("lanes"), std::string::npos);
@@ -72,6 +72,37 @@ TEST(SchemeSpec, LanesParameterKeepsStoredSpecsUnchanged) {
   EXPECT_NEAR(lanes[0] / n, 0.75, 0.02);
   EXPECT_NEAR(lanes[1] / n, 0.125, 0.02);
   EXPECT_NEAR(lanes[2] / n, 0.125, 0.02);
+}
+
+// Sixteenths: a split with an odd share is written in sixteenths, an even one in eighths (so the
+// 6/1/1 versions stored before sixteenths existed keep their canonical text), and an eighths spec
+// assigns every context the same lane as its sixteenths spelling.
+TEST(SchemeSpec, LanesInSixteenths) {
+  auto fine = ParseSchemeSpec("gumbel:lanes=14/1/1");
+  ASSERT_TRUE(fine.ok()) << fine.status().message();
+  EXPECT_EQ(fine->provider_sixteenths, 14u);
+  EXPECT_EQ(fine->payload_sixteenths, 1u);
+  EXPECT_NE(fine->ToSpec().find(",lanes=14/1/1"), std::string::npos) << fine->ToSpec();
+  EXPECT_EQ(ParseSchemeSpec(fine->ToSpec())->ToSpec(), fine->ToSpec());
+  EXPECT_EQ(ParseSchemeSpec("gumbel:lanes=12/2/2")->ToSpec(), ParseSchemeSpec("gumbel:lanes=6/1/1")->ToSpec());
+  EXPECT_EQ(ParseSchemeSpec("gumbel:lanes=8/4/4")->ToSpec().find("lanes"), std::string::npos);
+  for (const char* bad : {"gumbel:lanes=15/1/0", "gumbel:lanes=14/1/2", "gumbel:lanes=16/0/0", "gumbel:lanes=30/1/1"}) {
+    EXPECT_FALSE(ParseSchemeSpec(bad).ok()) << bad;
+  }
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 40000; ++i) tokens.push_back((i * 7919) % 49152);
+  const auto six = *ParseSchemeSpec("gumbel:lanes=6/1/1");
+  const auto twelve = *ParseSchemeSpec("gumbel:lanes=12/2/2");
+  int lanes[3] = {0, 0, 0};
+  for (size_t i = 4; i < tokens.size(); ++i) {
+    const ContextInfo a = HashContext(99, six, tokens, i);
+    ASSERT_EQ(a.lane, HashContext(99, twelve, tokens, i).lane);
+    ++lanes[static_cast<int>(HashContext(99, *fine, tokens, i).lane)];
+  }
+  const double n = static_cast<double>(tokens.size() - 4);
+  EXPECT_NEAR(lanes[0] / n, 14 / 16.0, 0.02);
+  EXPECT_NEAR(lanes[1] / n, 1 / 16.0, 0.01);
+  EXPECT_NEAR(lanes[2] / n, 1 / 16.0, 0.01);
 }
 
 TEST(HashContext, LanesAreBalancedAndDeterministic) {

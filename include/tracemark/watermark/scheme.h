@@ -11,7 +11,7 @@
 // 2023, "On the Reliability of Watermarks for LLMs"), so an edit that does not touch that token
 // leaves the context, hence the tuple, intact (docs/watermark.md, "Robust context").
 // Attribution lanes: the keyed context hash puts each (context) in one of three lanes, shares set
-// by the `lanes=P/Y/A` parameter (eighths; 4/2/2 when absent, e.g. 6/1/1 for more power):
+// by the `lanes=P/Y/A` parameter (eighths or sixteenths; 4/2/2 when absent, e.g. 6/1/1 for more power):
 //   provider lane  provider key, slot 0                          -> "is it ours?"
 //   payload lane   provider key, slot 4 + 16*position + digit     -> decodes the account id
 //   account lane   the account's own key, slot 0                 -> verifies the decoded id
@@ -34,11 +34,13 @@ inline constexpr int kMaxContextWidth = 8;
 inline constexpr int kMaxSynthIdLayers = 32;  // one 32-bit word per (context, token, slot)
 inline constexpr int kPayloadRadix = 16;      // 4 bits per payload digit
 inline constexpr int kMaxPayloadDigits = 8;   // up to 2^32 account ids
-// Lane shares on the 32-bit lane word, in eighths of the space. The values of key versions
-// created before lanes were a parameter (specs without `lanes=`): provider 4, payload 2, account 2.
-inline constexpr uint32_t kProviderLaneEighths = 4;
-inline constexpr uint32_t kPayloadLaneEighths = 2;
-inline constexpr uint32_t kLaneEighths = 8;
+// Lane shares on the 32-bit lane word (its top 4 bits), in sixteenths of the space. The values of
+// key versions created before lanes were a parameter (specs without `lanes=`): provider 8/16,
+// payload 4/16, account 4/16. Specs written in eighths (sum 8, e.g. `lanes=6/1/1`) map to the same
+// words as before the sixteenths existed (top 3 bits < P  <=>  top 4 bits < 2P).
+inline constexpr uint32_t kProviderLaneSixteenths = 8;
+inline constexpr uint32_t kPayloadLaneSixteenths = 4;
+inline constexpr uint32_t kLaneSixteenths = 16;
 
 // How the last h tokens become the PRF context. Specs without `ctx=` mean kHash, the only mode
 // that existed before the parameter, so every stored key version keeps its meaning.
@@ -59,9 +61,9 @@ struct SchemeParams {
   bool skip_repeated_contexts = true;
   // Bounded per-request history of watermarked contexts (repeated-context skipping).
   int context_history = 8192;
-  // Lane split in eighths (provider / payload; the account lane gets the rest), every lane >= 1.
-  uint32_t provider_eighths = kProviderLaneEighths;
-  uint32_t payload_eighths = kPayloadLaneEighths;
+  // Lane split in sixteenths (provider / payload; the account lane gets the rest), every lane >= 1.
+  uint32_t provider_sixteenths = kProviderLaneSixteenths;
+  uint32_t payload_sixteenths = kPayloadLaneSixteenths;
   // synthid-hf (transformers-compatible SynthID-Text, synthid_hf.h): its canonical parameter
   // list; the fields above do not apply to it.
   std::string synthid_hf;
@@ -75,7 +77,8 @@ struct SchemeParams {
 // Parses "gumbel", "kgw-lefthash", "kgw-selfhash", "synthid" ("synthid-hf" takes its own
 // parameters, see ParseSynthIdHfParams in synthid_hf.h), optionally followed by
 // ":key=value,..." with keys h, gamma, delta, layers, unkeyed, payload (digits), dedup (0/1),
-// history, lanes (P/Y/A eighths for the provider, payload and account lanes, summing to 8), ctx
+// history, lanes (P/Y/A for the provider, payload and account lanes, in eighths summing to 8 or
+// sixteenths summing to 16), ctx
 // (hash|min, the context PRF; not for synthid-hf). Validates ranges; errors name the offending
 // key. A parameter added after key versions were first stored (lanes, ctx) takes its original
 // value (4/2/2, hash) when absent, so every stored spec keeps its meaning; ToSpec() writes it only
