@@ -8,6 +8,7 @@
 #
 # Usage: planted_docs.sh TRACEMARK_BINARY [ci|full|make-ci-data] [--keyring FILE] [--docs N]
 #            [--planted FILE] [--save-planted FILE] [--synonyms R] [--require-desensitized]
+#            [--max-token-prob P] [--suspects LIST]
 #   ci:   5 planted docs in 500 (the ctest `planted_docs_ci`, < 60 s). The planted docs are the
 #         committed tests/data/redteam/planted_wm.jsonl, made by this script's make-ci-data mode
 #         with the same engine, keyring and seeds (generation is too slow for a 60 s test on 2
@@ -20,11 +21,16 @@
 #   --save-planted FILE keep the generated planted docs (a cache for re-measuring detection)
 #   --synonyms R        synonym substitution rate of the desensitization (default 0.2)
 #   --require-desensitized  also assert all found and attributed after desensitization
+#   --max-token-prob P  the token-probability filter in every scan and detect (default: off)
+#   --suspects LIST     targeted detection against these accounts (ID,ID,... as scan/detect take it,
+#                       e.g. the planted accounts 101,202,303,404,505), passed to scan and detect
 set -euo pipefail
 BIN=$(realpath "$1")
 SIZE=${2:-ci}
 shift 2 || shift $#
+SUSPECT_ARGS=()
 KEYRING=tests/data/cli/test.keyring; DOCS=""; PLANTED=""; SAVE_PLANTED=""; SYN=0.2; REQUIRE_DESENS=0
+MAX_TOKEN_PROB=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --keyring) KEYRING=$(realpath "$2"); shift 2 ;;
@@ -33,6 +39,8 @@ while [ $# -gt 0 ]; do
     --save-planted) SAVE_PLANTED=$(realpath -m "$2"); shift 2 ;;
     --synonyms) SYN=$2; shift 2 ;;
     --require-desensitized) REQUIRE_DESENS=1; shift ;;
+    --max-token-prob) MAX_TOKEN_PROB=(--max-token-prob "$2"); shift 2 ;;
+    --suspects) SUSPECT_ARGS=(--suspects "$2"); shift 2 ;;
     *) echo "planted_docs.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -117,8 +125,10 @@ scan_and_score() {
   n=$(wc -l < "$tmp/$label.corpus.jsonl")
   thr=$(python3 -c "print(1e-6 / $n)")
   "$BIN" scan --keyring "$tmp/k" --model "$MODEL" "$tmp/$label.corpus.jsonl" --out "$tmp/$label.scan" \
-    --threads 2 --threshold "$thr" --quiet > /dev/null
-  python3 - "$tmp/$label.corpus.jsonl" "$tmp/$label.scan/results.jsonl" "$thr" "$label" > "$tmp/$label.verdict" <<'PY'
+    --threads 2 --threshold "$thr" --quiet ${SUSPECT_ARGS[@]+"${SUSPECT_ARGS[@]}"} \
+    ${MAX_TOKEN_PROB[@]+"${MAX_TOKEN_PROB[@]}"} > /dev/null
+  python3 - "$tmp/$label.corpus.jsonl" "$tmp/$label.scan/results.jsonl" "$thr" "$label" \
+    "$tmp/$label.scan/summary.json" > "$tmp/$label.verdict" <<'PY'
 import json, sys
 corpus = [json.loads(l) for l in open(sys.argv[1])]
 rows = {}
@@ -136,9 +146,12 @@ attributed = sum(1 for i, a in planted.items()
 misattributed = sum(1 for i, a in planted.items() if i in rows and acct(rows[i]) not in (None, a))
 clean_flagged = sum(1 for i in clean if i in rows)
 worst = max((rows[i]["p_value"] for i in planted if i in rows), default=1.0)
+# The pooled corpus-level test of the whole corpus (provider lane, first key version).
+pool = json.load(open(sys.argv[5])).get("corpus", {}).get("provider", [{}])
 print(json.dumps({"label": sys.argv[4], "documents": len(corpus), "planted": len(planted), "clean": len(clean),
                   "threshold": thr, "found": found, "attributed": attributed, "misattributed": misattributed,
-                  "clean_flagged": clean_flagged, "largest_planted_p": worst}))
+                  "clean_flagged": clean_flagged, "largest_planted_p": worst,
+                  "corpus_log10_p": pool[0].get("log10_p_value") if pool else None}))
 PY
   cat "$tmp/$label.verdict"
 }
@@ -149,7 +162,8 @@ scan_and_score plain "$tmp/wm.jsonl"
 echo "desensitize: $(cat "$tmp/desens_stats.json")"
 scan_and_score desensitized "$tmp/wm_desens.jsonl"
 # Per planted document (detect, same detector as scan): log10 p of "is it ours?" and of the account.
-python3 - "$tmp/wm.jsonl" "$tmp/wm_desens.jsonl" "$BIN" "$tmp/k" "$MODEL" <<'PY'
+python3 - "$tmp/wm.jsonl" "$tmp/wm_desens.jsonl" "$BIN" "$tmp/k" "$MODEL" ${SUSPECT_ARGS[@]+"${SUSPECT_ARGS[@]}"} \
+  ${MAX_TOKEN_PROB[@]+"${MAX_TOKEN_PROB[@]}"} <<'PY'
 import json, subprocess, sys
 def lp(v):
     return "n/a" if v is None else f"{v:.1f}"
@@ -159,7 +173,7 @@ print("|---|---|---|---|---|---|---|")
 for a, b in zip(*docs):
     cells = []
     for d in (a, b):
-        r = json.loads(subprocess.run([sys.argv[3], "detect", "--keyring", sys.argv[4], "--model", sys.argv[5], "--json", "-"],
+        r = json.loads(subprocess.run([sys.argv[3], "detect", "--keyring", sys.argv[4], "--model", sys.argv[5], "--json", "-"] + sys.argv[6:],
                                       input=d["text"], capture_output=True, text=True, check=True).stdout)
         cells += [lp(r.get("log10_p_value")), lp(r.get("account_log10_p_value"))]
         last = r["account"]

@@ -109,6 +109,12 @@ py::dict DetectionDict(const watermark::Detection& d, double threshold, size_t n
   j["account_p_value"] = d.account_p_value;
   j["account_log10_p_value"] = d.account_log10_p_value;
   if (!d.account_note.empty()) j["account_note"] = d.account_note;
+  if (d.suspects_tested > 0) {  // targeted detection (`detect --suspects`)
+    j["suspects"] = d.suspects_tested;
+    j["targeted_log10_p"] = d.targeted_log10_p;
+    j["targeted_suspect"] =
+        d.targeted_suspect ? py::object(py::int_(*d.targeted_suspect)) : py::object(py::none());
+  }
   py::list spans;
   for (const watermark::MarkedSpan& s : d.spans) {
     py::dict sp;
@@ -137,12 +143,16 @@ py::dict DetectionDict(const watermark::Detection& d, double threshold, size_t n
 // tokenizer and PII placeholders are masked, exactly as the CLI does.
 class PyDetector {
  public:
-  PyDetector(const PyKeyring& keyring, const PyTokenizer& tokenizer, double threshold)
+  PyDetector(const PyKeyring& keyring, const PyTokenizer& tokenizer, double threshold,
+             const std::vector<uint64_t>& suspects)
       : ring_(keyring.ring),
         tok_(tokenizer),
         threshold_(threshold),
+        suspects_(suspects),
         detector_(Unwrap(watermark::Detector::Create(*keyring.ring))) {
     if (!(threshold > 0 && threshold < 1)) throw py::value_error("threshold must be in (0, 1)");
+    // Targeted detection (docs/watermark.md, "Suspects"): a bad list fails here, not per call.
+    if (!suspects_.empty()) Check(detector_.PrepareSuspects(suspects_));
   }
 
   py::dict DetectText(const std::string& text) {
@@ -192,12 +202,14 @@ class PyDetector {
     opt.account_threshold = threshold_;
     opt.skip_mask = mask;
     opt.eos_ids = eos;
+    opt.suspects = suspects_;
     return detector_.Detect(ids, opt);
   }
 
   std::shared_ptr<const watermark::Keyring> ring_;
   PyTokenizer tok_;
   double threshold_;
+  std::vector<uint64_t> suspects_;
   std::mutex mu_;
   watermark::Detector detector_;
 };
@@ -224,6 +236,11 @@ py::dict RowDict(const scan::DocScore& s, double threshold) {
     spans.append(d);
   }
   j["spans"] = spans;
+  if (s.suspects_tested > 0) {  // targeted detection, as in scan's results.jsonl
+    j["targeted_log10_p"] = s.targeted_log10_p;
+    j["targeted_suspect"] =
+        s.targeted_suspect ? py::object(py::int_(*s.targeted_suspect)) : py::object(py::none());
+  }
   j["flagged"] = s.p_value < threshold;
   return j;
 }
@@ -232,7 +249,8 @@ py::dict RowDict(const scan::DocScore& s, double threshold) {
 class PyScanner {
  public:
   PyScanner(const std::string& keyring_path, const std::string& model_path, double threshold,
-            bool mask_placeholders, int threads)
+            bool mask_placeholders, int threads, const std::vector<uint64_t>& suspects,
+            double max_token_prob)
       : threshold_(threshold), threads_(threads) {
     if (threads < 1 || threads > kMaxScanThreads) {
       throw py::value_error("threads must be in [1, " + std::to_string(kMaxScanThreads) + "]");
@@ -242,6 +260,8 @@ class PyScanner {
     options_.model_path = model_path;
     options_.threshold = threshold;
     options_.mask_placeholders = mask_placeholders;
+    options_.suspects = suspects;              // `scan --suspects`
+    options_.max_token_prob = max_token_prob;  // `scan --max-token-prob` (0 = off)
     {
       py::gil_scoped_release release;
       Result<std::unique_ptr<scan::WatermarkScoring>> s = scan::WatermarkScoring::Create(options_);
@@ -437,17 +457,20 @@ PYBIND11_MODULE(_tracemark, m) {
       .def_property_readonly("vocab_size", [](const PyTokenizer& t) { return t.tok->vocab_size(); });
 
   py::class_<PyDetector>(m, "Detector")
-      .def(py::init<const PyKeyring&, const PyTokenizer&, double>(), py::arg("keyring"),
-           py::arg("tokenizer"), py::arg("threshold") = wm::kDefaultThreshold)
+      .def(py::init<const PyKeyring&, const PyTokenizer&, double, const std::vector<uint64_t>&>(),
+           py::arg("keyring"), py::arg("tokenizer"), py::arg("threshold") = wm::kDefaultThreshold,
+           py::arg("suspects") = std::vector<uint64_t>{})
       .def("detect", &PyDetector::DetectText, py::arg("text"),
            "Detects the watermark in a text; the dict of `tracemark detect --json`.")
       .def("detect", &PyDetector::DetectIds, py::arg("ids"),
            "Detects the watermark in token ids (no placeholder mask).");
 
   py::class_<PyScanner>(m, "Scanner")
-      .def(py::init<const std::string&, const std::string&, double, bool, int>(),
+      .def(py::init<const std::string&, const std::string&, double, bool, int, const std::vector<uint64_t>&,
+                    double>(),
            py::arg("keyring"), py::arg("model"), py::arg("threshold") = 1e-6,
-           py::arg("mask_placeholders") = true, py::arg("threads") = 1)
+           py::arg("mask_placeholders") = true, py::arg("threads") = 1,
+           py::arg("suspects") = std::vector<uint64_t>{}, py::arg("max_token_prob") = 0.0)
       .def("scan_batch", &PyScanner::ScanBatch, py::arg("texts"),
            "Scores texts on the scanner's threads (GIL released); one dict per text.")
       .def("scan_shard", &PyScanner::ScanShard, py::arg("paths"), py::arg("out"),

@@ -5,6 +5,8 @@
 // `--max-token-prob P` runs the model over the text and scores only tokens the model gives
 // probability <= P (DetectOptions::token_prob; docs/watermark.md, "Real model"): more power on
 // low-temperature answers, still an exact test. Off by default (it costs one model pass).
+// `--suspects ID,...|@FILE`: targeted detection against named accounts (DetectOptions::suspects;
+// docs/watermark.md, "Suspects (targeted detection)").
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -18,9 +20,9 @@
 
 #include "cli/commands.h"
 #include "tracemark/base/file.h"
-#include "tracemark/model/context.h"
 #include "tracemark/model/gguf.h"
 #include "tracemark/model/model.h"
+#include "tracemark/model/token_prob.h"
 #include "tracemark/text/tokenizer.h"
 #include "tracemark/watermark/detector.h"
 #include "tracemark/watermark/keyring.h"
@@ -31,10 +33,7 @@ namespace {
 
 // Largest text `detect` reads (stdin or file); scan corpora with `tracemark scan` instead.
 constexpr size_t kMaxDetectInputBytes = size_t{64} << 20;
-// Token-probability pass: tokens predicted per decode chunk, and tokens of the previous chunk
-// re-fed as context so that a chunk's first predictions are not made from nothing.
-constexpr int32_t kProbChunkTokens = 1024;
-constexpr int32_t kProbOverlapTokens = 256;
+// Kernel threads of the token-probability pass (tracemark/model/token_prob.h).
 constexpr int kProbThreads = 2;
 
 struct DetectArgs {
@@ -44,44 +43,18 @@ struct DetectArgs {
   bool json = false;
   double threshold = watermark::kDefaultThreshold;
   double max_token_prob = 0.0;  // 0: token-probability filter off
+  std::string suspects;         // --suspects ID[,ID...] or @FILE: targeted detection
 };
 
 // p[i] = the model's probability (temperature 1, full vocabulary) of ids[i] after ids[0, i),
-// from the text alone (no BOS, no prompt); p[0] = 1 (never scored: it has no context). Long texts
-// are decoded in chunks with kProbOverlapTokens of context carried over.
+// from the text alone (TokenProbModel: chunks of 1,024 predicted tokens, 256 carried); p[0] = 1.
 Result<std::vector<float>> TokenProbabilities(const std::string& model_path, std::span<const int32_t> ids) {
-  std::vector<float> p(ids.size(), 1.0f);
-  if (ids.size() < 2) return p;
+  if (ids.size() < 2) return std::vector<float>(ids.size(), 1.0f);
   TM_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(model_path));
-  ContextOptions copt;
-  copt.n_ctx = kProbChunkTokens + kProbOverlapTokens;
-  copt.max_batch = copt.n_ctx;
-  copt.max_outputs = copt.n_ctx;
-  copt.n_threads = kProbThreads;
-  TM_ASSIGN_OR_RETURN(std::unique_ptr<Context> ctx, Context::Create(*model, copt));
-  Batch batch;
-  for (size_t start = 1; start < ids.size(); start += kProbChunkTokens) {
-    // Predict ids[start, stop) from rows [begin, stop - 1).
-    const size_t stop = std::min(ids.size(), start + kProbChunkTokens);
-    const size_t begin = start > static_cast<size_t>(kProbOverlapTokens) + 1 ? start - 1 - kProbOverlapTokens : 0;
-    batch.Clear();
-    ctx->ClearSeq(0);
-    for (size_t i = begin; i + 1 < stop; ++i) {
-      batch.Add(ids[i], static_cast<int32_t>(i - begin), 0, i + 1 >= start);
-    }
-    TM_RETURN_IF_ERROR(ctx->Decode(batch));
-    for (size_t i = start; i < stop; ++i) {
-      const std::span<const float> l = ctx->Logits(ctx->OutputOf(static_cast<int32_t>(i - 1 - begin)));
-      const size_t next = static_cast<size_t>(ids[i]);
-      if (next >= l.size()) return InvalidArgument("token id " + std::to_string(next) + " is outside the model's vocabulary");
-      float mx = l[0];
-      for (float x : l) mx = std::max(mx, x);
-      double z = 0;
-      for (float x : l) z += std::exp(static_cast<double>(x - mx));
-      p[i] = static_cast<float>(std::exp(static_cast<double>(l[next] - mx)) / z);
-    }
-  }
-  return p;
+  TokenProbOptions o;
+  o.n_threads = kProbThreads;
+  TM_ASSIGN_OR_RETURN(std::unique_ptr<TokenProbModel> probs, TokenProbModel::Create(*model, o));
+  return probs->Probabilities(ids);
 }
 
 Result<std::string> ReadInput(const std::string& path) {
@@ -102,6 +75,10 @@ Status RunDetect(const DetectArgs& a) {
   if (!(a.threshold > 0.0 && a.threshold < 1.0)) return InvalidArgument("--threshold must be in (0, 1)");
   if (a.max_token_prob != 0.0 && !(a.max_token_prob > 0.0 && a.max_token_prob < 1.0)) {
     return InvalidArgument("--max-token-prob must be in (0, 1) (0.5 recommended), or absent for no filter");
+  }
+  std::vector<uint64_t> suspects;
+  if (!a.suspects.empty()) {
+    TM_ASSIGN_OR_RETURN(suspects, watermark::ParseSuspectsArg(a.suspects));
   }
   TM_ASSIGN_OR_RETURN(watermark::Keyring ring, watermark::Keyring::Load(a.keyring));
   TM_ASSIGN_OR_RETURN(std::unique_ptr<gguf::GgufFile> file, gguf::GgufFile::Open(a.model));
@@ -127,6 +104,7 @@ Status RunDetect(const DetectArgs& a) {
   opt.account_threshold = a.threshold;
   opt.skip_mask = mask;
   opt.eos_ids = eos;
+  opt.suspects = suspects;
   std::vector<float> token_prob;
   if (a.max_token_prob > 0.0) {
     TM_ASSIGN_OR_RETURN(token_prob, TokenProbabilities(a.model, ids));
@@ -151,6 +129,12 @@ Status RunDetect(const DetectArgs& a) {
     j["account_p_value"] = d.account_p_value;
     j["account_log10_p_value"] = d.account_log10_p_value;
     if (!d.account_note.empty()) j["account_note"] = d.account_note;  // why account is null
+    if (!suspects.empty()) {  // targeted detection (docs/cli.md, "detect")
+      j["suspects"] = suspects.size();
+      j["targeted_log10_p"] = d.targeted_log10_p;
+      j["targeted_suspect"] =
+          d.targeted_suspect ? nlohmann::json(*d.targeted_suspect) : nlohmann::json(nullptr);
+    }
     nlohmann::json spans = nlohmann::json::array();
     for (const auto& s : d.spans) {
       spans.push_back({{"begin_token", s.begin},
@@ -176,6 +160,9 @@ Status RunDetect(const DetectArgs& a) {
     if (d.account) {
       std::printf(", account %llu (p=%.3g)", static_cast<unsigned long long>(*d.account), d.account_p_value);
     }
+    if (d.suspects_tested > 0) {
+      std::printf(", %d suspects (targeted log10 p %.2f)", d.suspects_tested, d.targeted_log10_p);
+    }
     std::printf("\n");
   }
   return Status::Ok();
@@ -194,6 +181,10 @@ void AddDetectCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--max-token-prob", args->max_token_prob,
                   "Score only tokens the model (--model, run over the text) gives probability <= P; "
                   "0.5 recommended for low-temperature text (default: off)");
+  cmd->add_option(
+      "--suspects", args->suspects,
+      "Targeted detection against these accounts: ID[,ID...] or @FILE (one id per line); "
+      "attribution then names only a suspect");
   cmd->callback([args, exit_code] {
     const Status s = RunDetect(*args);
     *exit_code = s.ok() ? 0 : ReportError("detect", s);

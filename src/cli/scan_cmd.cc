@@ -15,6 +15,7 @@
 #include "tracemark/scan/inputs.h"
 #include "tracemark/scan/scanner.h"
 #include "tracemark/scan/watermark_scorer.h"
+#include "tracemark/watermark/detector.h"
 
 namespace tracemark::cli {
 namespace {
@@ -37,6 +38,10 @@ struct ScanArgs {
   size_t max_line_bytes = scan::kDefaultMaxLineBytes;
   bool quiet = false;
   std::string merge_dir;
+  // --max-token-prob P: the token-probability filter (0 < P < 1; part of the job identity).
+  double max_token_prob = 0.0;
+  bool max_token_prob_given = false;
+  std::string suspects;  // --suspects ID,...|@FILE: targeted detection (part of the job identity)
 };
 
 Status PrintJson(const nlohmann::ordered_json& j) {
@@ -48,6 +53,16 @@ Status PrintJson(const nlohmann::ordered_json& j) {
 }
 
 Result<std::unique_ptr<scan::WatermarkScoring>> LoadScoring(const ScanArgs& a) {
+  if (a.max_token_prob_given) {
+    if (!(a.max_token_prob > 0.0 && a.max_token_prob < 1.0)) {
+      return InvalidArgument(
+          "--max-token-prob must be in (0, 1), e.g. 0.5; leave it out for no filter");
+    }
+    if (a.model.empty()) {
+      return InvalidArgument(
+          "--max-token-prob needs --model GGUF (the model is run over each document)");
+    }
+  }
   if (a.keyring.empty() || a.model.empty()) {
     return InvalidArgument("--keyring FILE and --model GGUF are required");
   }
@@ -56,6 +71,10 @@ Result<std::unique_ptr<scan::WatermarkScoring>> LoadScoring(const ScanArgs& a) {
   o.model_path = a.model;
   o.threshold = a.threshold;
   o.mask_placeholders = !a.no_mask;
+  o.max_token_prob = a.max_token_prob_given ? a.max_token_prob : 0.0;
+  if (!a.suspects.empty()) {
+    TM_ASSIGN_OR_RETURN(o.suspects, watermark::ParseSuspectsArg(a.suspects));
+  }
   return scan::WatermarkScoring::Create(o);
 }
 
@@ -139,10 +158,25 @@ void AddScanCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--threshold", args->threshold, "Flag documents with p-value below this (default 1e-6)");
   cmd->add_option("--max-line-bytes", args->max_line_bytes, "Longest line read (longer lines are skipped)");
   cmd->add_flag("--quiet", args->quiet, "No progress bar");
+  const auto set_max_token_prob = [args](const double& p) {
+    args->max_token_prob = p;
+    args->max_token_prob_given = true;
+  };
+  cmd->add_option_function<double>(
+      "--max-token-prob", set_max_token_prob,
+      "Score only tokens the model (--model, run over each document) gives probability <= P; "
+      "0.5 recommended for low-temperature text (default: off; costs one model pass per document)");
+  cmd->add_option(
+      "--suspects", args->suspects,
+      "Targeted detection against these accounts: ID[,ID...] or @FILE (one id per line); "
+      "rows then name only a suspect");
   CLI::App* merge = cmd->add_subcommand("merge", "Merge the shards of a finished scan job in DIR");
   merge->add_option("dir", args->merge_dir, "The job's --out folder")->required();
   merge->add_option("--keyring", args->keyring, "Keyring file (for the pooled corpus-level test)");
   merge->add_option("--model", args->model, "GGUF model (with --keyring)");
+  merge->add_option_function<double>("--max-token-prob", set_max_token_prob,
+                                     "The scan's --max-token-prob (with --keyring)");
+  merge->add_option("--suspects", args->suspects, "The scan's --suspects (with --keyring)");
   merge->callback([args, exit_code]() {
     Status s;
     if (args->keyring.empty() && args->model.empty()) {

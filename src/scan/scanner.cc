@@ -102,6 +102,10 @@ std::string RowJson(const std::vector<std::string>& files, uint32_t file, const 
   j["log10_p_value"] = s.log10_p_value;
   j["account"] = s.account ? Json(*s.account) : Json(nullptr);
   j["account_p_value"] = s.account_p_value;
+  if (s.suspects_tested > 0) {  // scan --suspects (docs/formats/scan.md)
+    j["targeted_log10_p"] = s.targeted_log10_p;
+    j["targeted_suspect"] = s.targeted_suspect ? Json(*s.targeted_suspect) : Json(nullptr);
+  }
   j["key_version"] = s.key_version;
   j["scheme"] = s.scheme;
   Json spans = Json::array();
@@ -873,7 +877,8 @@ Result<MergeReport> MergeShards(const std::string& out_dir, PoolFactory* pools) 
 
   if (pools != nullptr && (!job.contains("scorer") || job["scorer"] != pools->Identity())) {
     return InvalidArgument(
-        "the keyring or model given to merge differ from the ones the shards were scanned with");
+        "the keyring, model or scorer options (--max-token-prob, --suspects) given to merge differ "
+        "from the ones the shards were scanned with");
   }
   // Accounts the flagged documents were attributed to, per key version; the most flagged first
   // when there are more than kMaxPooledAccounts.

@@ -4,11 +4,13 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 #include "fmt/format.h"
+#include "tracemark/crypto/crypto.h"
 #include "tracemark/model/gguf.h"
+#include "tracemark/model/model.h"
+#include "tracemark/model/token_prob.h"
 #include "tracemark/text/tokenizer.h"
 #include "tracemark/watermark/detector.h"
 #include "tracemark/watermark/keyring.h"
@@ -52,9 +54,12 @@ namespace {
 
 // Appends the document's pool tuples for one key version: the same tuples, with the same
 // masking and context rule, as the detector's de-duplicating walk (watermark::CorpusDetector),
-// on the provider and account lanes; the payload lane carries no per-account evidence.
+// on the provider and account lanes; the payload lane carries no per-account evidence. With the
+// token-probability filter, tokens with token_prob[i] > max_token_prob are left out too (the
+// detector's rule; empty token_prob = off).
 void AppendPoolTuples(const WatermarkScoring::PoolVersion& v, std::span<const int32_t> tokens,
-                      std::span<const uint8_t> mask, std::vector<PoolTuple>* out) {
+                      std::span<const uint8_t> mask, std::span<const float> token_prob,
+                      double max_token_prob, std::vector<PoolTuple>* out) {
   const size_t h = static_cast<size_t>(v.params.context_width);
   const size_t end = std::min(tokens.size(), watermark::kMaxDetectTokens);
   int64_t last_masked = -1;
@@ -62,6 +67,7 @@ void AppendPoolTuples(const WatermarkScoring::PoolVersion& v, std::span<const in
     if (i < mask.size() && mask[i] != 0) last_masked = static_cast<int64_t>(i);
     if (i < h) continue;
     if (last_masked >= static_cast<int64_t>(i - h)) continue;
+    if (i < token_prob.size() && token_prob[i] > max_token_prob) continue;
     const watermark::ContextInfo info =
         watermark::HashContext(v.keys.context_key, v.params, tokens, i);
     if (info.lane == watermark::Lane::kPayload) continue;
@@ -78,12 +84,14 @@ class WatermarkScorer final : public DocumentScorer {
  public:
   WatermarkScorer(const text::Tokenizer& tok, watermark::Detector detector,
                   const std::vector<int32_t>& eos_ids, const WatermarkScoringOptions& options,
-                  const std::vector<WatermarkScoring::PoolVersion>& versions)
+                  const std::vector<WatermarkScoring::PoolVersion>& versions,
+                  std::unique_ptr<TokenProbModel> probs)
       : tok_(tok),
         detector_(std::move(detector)),
         eos_ids_(eos_ids),
         options_(options),
-        versions_(versions) {}
+        versions_(versions),
+        probs_(std::move(probs)) {}
 
   Result<DocScore> Score(std::string_view text) override {
     DocScore s;
@@ -104,9 +112,17 @@ class WatermarkScorer final : public DocumentScorer {
     opts.account_threshold = options_.threshold;
     opts.skip_mask = s.skip_mask;
     opts.eos_ids = eos_ids_;
+    opts.suspects = options_.suspects;
+    std::span<const float> token_prob;
+    if (probs_ != nullptr) {  // the token-probability filter (scan --max-token-prob)
+      TM_RETURN_IF_ERROR(probs_->Compute(tokens, &token_prob_));
+      token_prob = token_prob_;
+      opts.token_prob = token_prob;
+      opts.max_token_prob = options_.max_token_prob;
+    }
     TM_ASSIGN_OR_RETURN(watermark::Detection d, detector_.Detect(tokens, opts));
     for (const WatermarkScoring::PoolVersion& v : versions_) {
-      AppendPoolTuples(v, tokens, s.skip_mask, &s.pool_tuples);
+      AppendPoolTuples(v, tokens, s.skip_mask, token_prob, options_.max_token_prob, &s.pool_tuples);
     }
     s.tokens_scored = d.tokens_scored;
     s.p_value = d.p_value;
@@ -115,6 +131,9 @@ class WatermarkScorer final : public DocumentScorer {
     s.key_version = d.key_version;
     s.account = d.account;
     s.account_p_value = d.account_p_value;
+    s.suspects_tested = d.suspects_tested;
+    s.targeted_log10_p = d.targeted_log10_p;
+    s.targeted_suspect = d.targeted_suspect;
     for (const watermark::MarkedSpan& m : d.spans) {
       ScoredSpan sp;
       sp.token_begin = m.begin;
@@ -133,8 +152,10 @@ class WatermarkScorer final : public DocumentScorer {
   const std::vector<int32_t>& eos_ids_;
   const WatermarkScoringOptions& options_;
   const std::vector<WatermarkScoring::PoolVersion>& versions_;
+  std::unique_ptr<TokenProbModel> probs_;  // null: filter off
   std::vector<int32_t> tokens_;
   std::vector<size_t> offsets_;
+  std::vector<float> token_prob_;
 };
 
 // Scores a tuple with one lane key exactly as the detector does (slot 0 word, WordScore).
@@ -181,6 +202,26 @@ Result<std::unique_ptr<WatermarkScoring>> WatermarkScoring::Create(
   id["model"] = std::filesystem::path(options.model_path).filename().string();
   id["model_bytes"] = s->gguf_->file_size();
   id["mask_placeholders"] = options.mask_placeholders;
+  if (options.max_token_prob != 0.0) {
+    if (!(options.max_token_prob > 0.0 && options.max_token_prob < 1.0)) {
+      return InvalidArgument(
+          "--max-token-prob must be in (0, 1) (0.5 recommended), or absent for no filter");
+    }
+    // Written only when on, so the identity of a scan without the filter is what it always was.
+    id["max_token_prob"] = options.max_token_prob;
+    TM_ASSIGN_OR_RETURN(s->model_, Model::Load(options.model_path));
+  }
+  if (!options.suspects.empty()) {
+    // Fail before any document on a bad list (size, duplicates, payload space).
+    TM_ASSIGN_OR_RETURN(watermark::Detector check, watermark::Detector::Create(*s->keyring_));
+    TM_RETURN_IF_ERROR(check.PrepareSuspects(options.suspects));
+    std::vector<uint64_t> sorted = options.suspects;
+    std::sort(sorted.begin(), sorted.end());
+    std::string list;
+    for (uint64_t v : sorted) list += std::to_string(v) + "\n";
+    id["suspects"] = {{"count", sorted.size()},
+                      {"sha256", crypto::HexEncode(crypto::Sha256(list))}};
+  }
   for (const watermark::KeyVersion& v : s->keyring_->versions()) {
     PoolVersion pv;
     pv.version = v.version;
@@ -197,8 +238,15 @@ Result<std::unique_ptr<WatermarkScoring>> WatermarkScoring::Create(
 
 Result<std::unique_ptr<DocumentScorer>> WatermarkScoring::NewScorer() {
   TM_ASSIGN_OR_RETURN(watermark::Detector det, watermark::Detector::Create(*keyring_));
-  return std::unique_ptr<DocumentScorer>(
-      std::make_unique<WatermarkScorer>(*tokenizer_, std::move(det), eos_ids_, options_, versions_));
+  if (!options_.suspects.empty()) TM_RETURN_IF_ERROR(det.PrepareSuspects(options_.suspects));
+  std::unique_ptr<TokenProbModel> probs;
+  if (model_ != nullptr) {
+    TokenProbOptions po;
+    po.n_threads = 1;  // one scorer per worker thread already
+    TM_ASSIGN_OR_RETURN(probs, TokenProbModel::Create(*model_, po));
+  }
+  return std::unique_ptr<DocumentScorer>(std::make_unique<WatermarkScorer>(
+      *tokenizer_, std::move(det), eos_ids_, options_, versions_, std::move(probs)));
 }
 
 Result<std::unique_ptr<LaneScorer>> WatermarkScoring::NewLaneScorer(

@@ -6,9 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -148,6 +150,66 @@ TEST(WatermarkScorerTest, FlagsAndAttributesGeneratedTextAndPoolsTheCorpus) {
   EXPECT_EQ(prov["tuples"].get<int64_t>() + acc["tuples"].get<int64_t>(), with_account->tuples());
   // Human text alone pools to nothing significant for the account.
   EXPECT_GT(provider_only->tuples(), 100);
+}
+
+// The token-probability filter (max_token_prob): recorded in the identity only when on, bad
+// values refused, and on human text (KJV lines) it flags nothing, scores fewer tuples, and keeps
+// a subset of the unfiltered pool tuples.
+TEST(WatermarkScorerTest, TokenProbFilterOnHumanText) {
+  if (!std::filesystem::exists(kModel)) GTEST_SKIP() << "default model not present";
+  testing::TempDir dir;
+  std::array<uint8_t, 32> secret{};
+  for (size_t i = 0; i < secret.size(); ++i) secret[i] = static_cast<uint8_t>(0x3C ^ (i * 11));
+  auto ring = watermark::Keyring::FromSecret(secret, watermark::kDefaultSchemeSpec);
+  ASSERT_TRUE(ring.ok()) << ring.status().ToString();
+  ASSERT_TRUE(crypto::CreateSecretFile(dir.Join("keyring"), ring->Serialize()).ok());
+  WatermarkScoringOptions o;
+  o.keyring_path = dir.Join("keyring");
+  o.model_path = kModel;
+  auto off = WatermarkScoring::Create(o);
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  for (double bad : {-0.5, 1.0, 1.5, std::nan("")}) {
+    o.max_token_prob = bad;
+    auto r = WatermarkScoring::Create(o);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("--max-token-prob"), std::string::npos)
+        << r.status().message();
+  }
+  o.max_token_prob = 0.5;
+  auto on = WatermarkScoring::Create(o);
+  ASSERT_TRUE(on.ok()) << on.status().ToString();
+  EXPECT_EQ(nlohmann::json::parse((*on)->Identity())["max_token_prob"].get<double>(), 0.5);
+  EXPECT_FALSE(nlohmann::json::parse((*off)->Identity()).contains("max_token_prob"));
+  EXPECT_NE((*on)->Identity(), (*off)->Identity());
+
+  auto scorer_on = (*on)->NewScorer();
+  auto scorer_off = (*off)->NewScorer();
+  ASSERT_TRUE(scorer_on.ok() && scorer_off.ok());
+  std::ifstream in(TM_SOURCE_DIR "/tests/data/redteam/kjv_docs.txt");
+  std::string line;
+  constexpr int kDocs = 40;
+  int64_t scored_on = 0, scored_off = 0;
+  for (int i = 0; i < kDocs && std::getline(in, line); ++i) {
+    auto a = (*scorer_on)->Score(line);
+    auto b = (*scorer_off)->Score(line);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_GT(a->p_value, 1e-6) << line;
+    EXPECT_FALSE(a->account.has_value()) << line;
+    EXPECT_LE(a->tokens_scored, b->tokens_scored);
+    scored_on += a->tokens_scored;
+    scored_off += b->tokens_scored;
+    auto less = [](const PoolTuple& x, const PoolTuple& y) { return PoolTupleLess(x, y); };
+    std::sort(a->pool_tuples.begin(), a->pool_tuples.end(), less);
+    std::sort(b->pool_tuples.begin(), b->pool_tuples.end(), less);
+    EXPECT_LT(a->pool_tuples.size(), b->pool_tuples.size()) << line;
+    EXPECT_TRUE(std::includes(b->pool_tuples.begin(), b->pool_tuples.end(), a->pool_tuples.begin(),
+                              a->pool_tuples.end(), less))
+        << line;
+  }
+  // KJV is predictable for the model: the filter drops a good part of the tuples.
+  EXPECT_GT(scored_on, 0);
+  EXPECT_LT(scored_on, scored_off * 9 / 10);
 }
 
 }  // namespace

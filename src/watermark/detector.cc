@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <cctype>
+#include <charconv>
 #include <cmath>
 #include <limits>
 #include <queue>
+#include <unordered_set>
 
+#include "tracemark/base/file.h"
 #include "tracemark/watermark/prf.h"
 #include "tracemark/watermark/stats.h"
 #include "tracemark/watermark/synthid_hf.h"
@@ -148,6 +152,62 @@ double LogTail(const SchemeParams& p, const ScoreSum& s) {
   return 0.0;
 }
 
+Result<std::vector<uint64_t>> ParseSuspects(std::string_view text, bool lines) {
+  std::vector<uint64_t> ids;
+  std::unordered_set<uint64_t> seen;
+  const char sep = lines ? '\n' : ',';
+  size_t entry = 0;
+  for (size_t pos = 0; pos <= text.size();) {
+    size_t next = text.find(sep, pos);
+    if (next == std::string_view::npos) next = text.size();
+    std::string_view item = text.substr(pos, next - pos);
+    pos = next + 1;
+    ++entry;
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.front())) != 0) {
+      item.remove_prefix(1);
+    }
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.back())) != 0) {
+      item.remove_suffix(1);
+    }
+    const std::string where = (lines ? "line " : "entry ") + std::to_string(entry);
+    if (lines && (item.empty() || item.front() == '#')) continue;
+    if (item.empty()) {
+      return InvalidArgument("suspect list: " + where +
+                             " is empty (give account ids separated by commas, e.g. 101,202)");
+    }
+    uint64_t id = 0;
+    const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), id);
+    if (ec != std::errc() || ptr != item.data() + item.size()) {
+      return InvalidArgument("suspect list: " + where + " '" + std::string(item) +
+                             "' is not an account id (a decimal number below 2^64)");
+    }
+    if (!seen.insert(id).second) {
+      return InvalidArgument("suspect list: account " + std::to_string(id) + " is listed twice (" +
+                             where + ")");
+    }
+    if (ids.size() >= kMaxSuspects) {
+      return InvalidArgument("suspect list: more than " + std::to_string(kMaxSuspects) +
+                             " suspects; split the investigation into several runs");
+    }
+    ids.push_back(id);
+  }
+  if (ids.empty()) return InvalidArgument("suspect list is empty");
+  return ids;
+}
+
+Result<std::vector<uint64_t>> ParseSuspectsArg(std::string_view arg) {
+  if (arg.empty() || arg.front() != '@') return ParseSuspects(arg, /*lines=*/false);
+  const std::string path(arg.substr(1));
+  if (path.empty()) return InvalidArgument("suspect list: '@' must be followed by a file name");
+  Result<std::string> text = ReadFile(path, kMaxSuspectFileBytes);
+  if (!text.ok()) {
+    return Status(text.status().code(), "suspect list " + path + ": " + text.status().message());
+  }
+  Result<std::vector<uint64_t>> ids = ParseSuspects(*text, /*lines=*/true);
+  if (!ids.ok()) return Status(ids.status().code(), path + ": " + ids.status().message());
+  return ids;
+}
+
 Result<Detector> Detector::Create(const Keyring& keyring) {
   Detector d(std::make_shared<const Keyring>(keyring));
   for (const auto& v : keyring.versions()) {
@@ -160,10 +220,137 @@ Result<Detector> Detector::Create(const Keyring& keyring) {
   return d;
 }
 
-Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<const int32_t> tokens,
+Status Detector::PrepareSuspects(std::span<const uint64_t> suspects) {
+  if (std::ranges::equal(suspects, suspect_ids_)) return Status::Ok();
+  if (suspects.size() > kMaxSuspects) {
+    return InvalidArgument("suspect list: " + std::to_string(suspects.size()) +
+                           " suspects, at most " + std::to_string(kMaxSuspects) +
+                           "; split the investigation into several runs");
+  }
+  std::vector<uint64_t> sorted(suspects.begin(), suspects.end());
+  std::sort(sorted.begin(), sorted.end());
+  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+  if (dup != sorted.end()) {
+    return InvalidArgument("suspect list: account " + std::to_string(*dup) + " is listed twice");
+  }
+  std::vector<std::vector<uint64_t>> keys(versions_.size());
+  for (size_t vi = 0; vi < versions_.size(); ++vi) {
+    const VersionState& vs = versions_[vi];
+    if (vs.params.kind == SchemeKind::kSynthIdHf) continue;  // no account lanes: suspects ignored
+    const uint64_t space = vs.params.AccountSpace();
+    keys[vi].reserve(suspects.size());
+    for (uint64_t id : suspects) {
+      if (id >= space) {
+        return InvalidArgument("suspect account " + std::to_string(id) +
+                               " is outside the payload space [0, " + std::to_string(space) +
+                               ") of key version " + std::to_string(vs.version) + " (scheme " +
+                               vs.params.ToSpec() + ")");
+      }
+      TM_ASSIGN_OR_RETURN(uint64_t k, keyring_->DeriveAccountKey(vs.version, id));
+      keys[vi].push_back(k);
+    }
+  }
+  suspect_ids_.assign(suspects.begin(), suspects.end());
+  suspect_keys_ = std::move(keys);
+  return Status::Ok();
+}
+
+// Targeted detection over the tuples DetectVersion collected (payload_tuples_, account_tuples_
+// before any span restriction). For each suspect b, exact word scores only:
+//   targeted_b = tail(provider + payload words at slot 4 + 16 j + digit_b[j] + account words
+//                under b's key), over every scored tuple of the document;
+//   account_b  = tail(account words under b's key), inside the marked spans when in_spans_only.
+// Under H0 "not our text" every word is a PRF output under a key the text does not depend on,
+// one word per distinct (context, token), so targeted_b is exact for each fixed b; account_b is
+// exact for each b that did not write the text (b's key is independent of the text, the spans
+// are chosen from provider-lane words). Both are Bonferroni-corrected over the suspects.
+void Detector::ScoreSuspects(size_t vi, const ScoreSum& provider, bool in_spans_only,
+                             Detection& det, double& log_targeted, double& log_account) {
+  const VersionState& vs = versions_[vi];
+  const SchemeParams& p = vs.params;
+  const int digits = p.payload_digits;
+  // Exact per-(position, digit) payload sums: every payload tuple at position j adds one word to
+  // each of the 16 digits of j, so suspect b's payload evidence is sum_j sums[j][digit_b[j]]
+  // (each tuple counted once, under b's digit), whatever |S|.
+  digit_sums_.assign(static_cast<size_t>(digits) * kPayloadRadix, ScoreSum{});
+  for (const auto& t : payload_tuples_) {
+    ScoreSum* sums = &digit_sums_[static_cast<size_t>(t.position) * kPayloadRadix];
+    const uint32_t first_block = PayloadSlot(t.position, 0) >> 2;
+    const uint32_t lo = static_cast<uint32_t>(t.hash), hi = static_cast<uint32_t>(t.hash >> 32);
+    for (uint32_t b = 0; b < kPayloadRadix / 4; ++b) {
+      const PhiloxBlock w = Philox4x32(vs.keys.provider_key,
+                                       {lo, hi, static_cast<uint32_t>(t.token), first_block + b});
+      for (uint32_t q = 0; q < 4; ++q) sums[4 * b + q].Add(WordScore(p, w[q]));
+    }
+  }
+  // Account-lane tuples as Philox inputs (block 0, word 0 = slot 0), batched per suspect key.
+  const size_t na = account_tuples_.size();
+  p_lo_.resize(na);
+  p_hi_.resize(na);
+  p_tok_.resize(na);
+  account_in_span_.assign(na, 1);
+  for (size_t k = 0; k < na; ++k) {
+    const AccountTuple& t = account_tuples_[k];
+    p_lo_[k] = static_cast<uint32_t>(t.hash);
+    p_hi_[k] = static_cast<uint32_t>(t.hash >> 32);
+    p_tok_[k] = static_cast<uint32_t>(t.token);
+    if (in_spans_only) {
+      bool in = false;
+      for (const MarkedSpan& sp : det.spans) in = in || (t.index >= sp.begin && t.index < sp.end);
+      account_in_span_[k] = in ? 1 : 0;
+    }
+  }
+  if (zeros_.size() < na) zeros_.assign(na, 0u);
+  for (auto* v : {&w0_, &w1_, &w2_, &w3_}) v->resize(na);
+
+  const std::vector<uint64_t>& keys = suspect_keys_[vi];
+  double best_targeted = 1.0, best_account = 1.0;
+  for (size_t s = 0; s < suspect_ids_.size(); ++s) {
+    const uint64_t id = suspect_ids_[s];
+    ScoreSum all = provider;
+    for (int j = 0; j < digits; ++j) {
+      const ScoreSum& d = digit_sums_[static_cast<size_t>(j) * kPayloadRadix + PayloadDigit(id, j)];
+      all.sum += d.sum;
+      all.count += d.count;
+    }
+    Philox4x32Batch(keys[s], na, p_lo_.data(), p_hi_.data(), p_tok_.data(), zeros_.data(),
+                    w0_.data(), w1_.data(), w2_.data(), w3_.data());
+    ScoreSum acc;
+    for (size_t k = 0; k < na; ++k) {
+      const double sc = WordScore(p, w0_[k]);
+      all.Add(sc);
+      if (account_in_span_[k] != 0) acc.Add(sc);
+    }
+    const double lt = LogTail(p, all);
+    if (lt < best_targeted) {
+      best_targeted = lt;
+      det.targeted_suspect = id;
+    }
+    const double la = LogTail(p, acc);
+    if (acc.count > 0 && la < best_account) {
+      best_account = la;
+      det.decoded_account = id;
+    }
+  }
+  const double m = static_cast<double>(suspect_ids_.size());
+  log_targeted = LogBonferroni(std::min(best_targeted, 0.0), m);
+  log_account = LogBonferroni(std::min(best_account, 0.0), m);
+  det.suspects_tested = static_cast<int>(suspect_ids_.size());
+  det.candidates_verified = static_cast<int>(suspect_ids_.size());
+  det.attribution_in_spans = in_spans_only;
+}
+
+Result<Detection> Detector::DetectVersion(size_t vi, std::span<const int32_t> tokens,
                                           const DetectOptions& options, size_t end) {
+  const VersionState& vs = versions_[vi];
   if (vs.params.kind == SchemeKind::kSynthIdHf) {
-    return DetectSynthIdHfVersion(*keyring_, vs.version, vs.params, tokens, options, end);
+    TM_ASSIGN_OR_RETURN(Detection d, DetectSynthIdHfVersion(*keyring_, vs.version, vs.params,
+                                                            tokens, options, end));
+    if (!options.suspects.empty()) {
+      d.account_note += std::string(d.account_note.empty() ? "" : "; ") +
+                        "suspects ignored: scheme synthid-hf has no account lanes";
+    }
+    return d;
   }
   const SchemeParams& p = vs.params;
   const int digits = p.payload_digits;
@@ -284,7 +471,8 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
   }
 
   // Attribution: list-decode the payload, verify each candidate on the account lane.
-  double log_combined = 0.0, log_account = 0.0;
+  double log_combined = 0.0, log_account = 0.0, log_targeted = 0.0;
+  const bool targeted = !options.suspects.empty();
   // Gate: attribution runs only when the provider lane (global or windowed) shows evidence at
   // kAttributionGate. Reporting needs both, so the account test stays valid (it only gets
   // rarer) and null documents cost no key derivations.
@@ -292,7 +480,13 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
   // Mixed documents: when a window beats the whole text, decode and verify only inside the
   // marked spans. The choice depends on provider-lane words only, which are independent of any
   // wrong account's account-lane words, so the verification stays exact.
-  if (!det.spans.empty() && log_window < log_provider) {
+  if (targeted) {
+    // Suspects: no gate (the targeted test exists to find what the provider lane alone misses)
+    // and no decoding; `combined` is replaced by the targeted test.
+    ScoreSuspects(vi, provider, !det.spans.empty() && log_window < log_provider, det, log_targeted,
+                  log_account);
+    log_combined = log_targeted;
+  } else if (!det.spans.empty() && log_window < log_provider) {
     auto in_spans = [&](size_t index) {
       for (const MarkedSpan& sp : det.spans) {
         if (index >= sp.begin && index < sp.end) return true;
@@ -303,7 +497,9 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
     std::erase_if(account_tuples_, [&](const AccountTuple& t) { return !in_spans(t.index); });
     det.attribution_in_spans = true;
   }
-  if (gate && !account_tuples_.empty() && !payload_tuples_.empty()) {
+  if (targeted) {
+    // Scored by ScoreSuspects above.
+  } else if (gate && !account_tuples_.empty() && !payload_tuples_.empty()) {
     digit_sums_.assign(static_cast<size_t>(digits) * kPayloadRadix, ScoreSum{});
     for (const auto& t : payload_tuples_) {
       ScoreSum* sums = &digit_sums_[static_cast<size_t>(t.position) * kPayloadRadix];
@@ -343,7 +539,8 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
   }
 
   det.provider_log10_p = log_provider / kLn10;
-  det.combined_log10_p = log_combined / kLn10;
+  det.combined_log10_p = targeted ? 0.0 : log_combined / kLn10;
+  det.targeted_log10_p = log_targeted / kLn10;
   det.window_log10_p = log_window / kLn10;
   det.log10_p_value = LogBonferroni(std::min({log_provider, log_combined, log_window}), 3.0) / kLn10;
   det.account_log10_p_value = log_account / kLn10;
@@ -352,11 +549,13 @@ Result<Detection> Detector::DetectVersion(const VersionState& vs, std::span<cons
 
 Result<Detection> Detector::Detect(std::span<const int32_t> tokens, const DetectOptions& options) {
   const size_t end = ScoringEnd(tokens, options.eos_ids);
+  if (!options.suspects.empty()) TM_RETURN_IF_ERROR(PrepareSuspects(options.suspects));
   std::optional<Detection> best;
   int tested = 0;
-  for (const auto& vs : versions_) {
+  for (size_t vi = 0; vi < versions_.size(); ++vi) {
+    const VersionState& vs = versions_[vi];
     if (options.version != 0 && vs.version != options.version) continue;
-    TM_ASSIGN_OR_RETURN(Detection d, DetectVersion(vs, tokens, options, end));
+    TM_ASSIGN_OR_RETURN(Detection d, DetectVersion(vi, tokens, options, end));
     ++tested;
     if (!best || d.log10_p_value < best->log10_p_value) best = std::move(d);
   }

@@ -129,3 +129,38 @@ def test_errors_are_python_exceptions(keyring, model, tmp_path):
     with pytest.raises((ValueError, FileNotFoundError)):
         tracemark.scan_shard([str(tmp_path / "none.jsonl")], str(tmp_path / "o"), keyring, model,
                              rank=3, world_size=2)
+
+
+def test_suspects_and_token_prob_filter_equal_cli(tracemark_bin, keyring, model, marked_texts, tmp_path):
+    """Detector(suspects=...) equals `detect --suspects`; Scanner(suspects=..., max_token_prob=...)
+    gives the rows of `scan --suspects --max-token-prob` (docs/python.md)."""
+    suspects = [ACCOUNTS[0], 999]
+    det = tracemark.Detector(tracemark.Keyring.load(keyring), tracemark.Tokenizer.from_gguf(model),
+                             suspects=suspects)
+    text = marked_texts[ACCOUNTS[0]][0]
+    cli = json.loads(run_cli(tracemark_bin, "detect", "--keyring", keyring, "--model", model, "--json",
+                             "--suspects", ",".join(map(str, suspects)), "-", stdin=text))
+    py = det.detect(text)
+    assert py == cli
+    assert py["suspects"] == 2 and py["targeted_log10_p"] < -6
+    assert py["account"] in (None, ACCOUNTS[0])
+    with pytest.raises(ValueError):  # a listed twice id: refused when the Detector is built
+        tracemark.Detector(tracemark.Keyring.load(keyring), tracemark.Tokenizer.from_gguf(model),
+                           suspects=[5, 5])
+
+    docs = [{"id": "m", "text": text}, {"id": "h", "text": HUMAN[1]}]
+    path = tmp_path / "two.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    out = tmp_path / "out"
+    run_cli(tracemark_bin, "scan", "--keyring", keyring, "--model", model, str(path), "--out", str(out),
+            "--threads", "1", "--quiet", "--suspects", ",".join(map(str, suspects)),
+            "--max-token-prob", "0.5")
+    rows_cli = {json.loads(l)["doc_id"]: json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()}
+    scanner = tracemark.Scanner(keyring, model, threads=1, suspects=suspects, max_token_prob=0.5)
+    rows = scanner.scan_batch([d["text"] for d in docs])
+    assert rows[0]["flagged"] and not rows[1]["flagged"]
+    assert set(rows_cli) == {"m"}
+    for k in ROW_FIELDS + ("targeted_log10_p", "targeted_suspect"):
+        assert rows[0][k] == rows_cli["m"][k], k
+    with pytest.raises(ValueError):
+        tracemark.Scanner(keyring, model, max_token_prob=1.5)

@@ -62,6 +62,12 @@ struct DocScore {
   int key_version = 0;
   std::optional<uint64_t> account;  // attributed account, when significant
   double account_p_value = 1.0;
+  // Targeted detection (scan --suspects; watermark::DetectOptions::suspects): suspects tested
+  // (0: off, the two fields below are then not written), the targeted presence test's log10 p
+  // and its best-fitting suspect.
+  int suspects_tested = 0;
+  double targeted_log10_p = 0.0;
+  std::optional<uint64_t> targeted_suspect;
   std::vector<ScoredSpan> spans;
   // Per token, non-zero when detection skipped it (masked placeholders); empty means none.
   std::vector<uint8_t> skip_mask;

@@ -12,6 +12,12 @@
 // p_value = min(1, 3 * min(provider, combined, window)), then Bonferroni over the versions tried.
 // Cost: O(tokens) PRF calls plus O(max_candidates * account-lane tuples), independent of the
 // number of accounts. docs/watermark.md has the derivations and the validity argument.
+// Targeted detection (DetectOptions::suspects, an investigation's suspect accounts S):
+//   targeted  provider lane + payload lane under b's digits + account lane under b's key, one
+//             exact tail per suspect b, Bonferroni over |S|; replaces `combined`, not gated
+//   account   b's account lane alone, Bonferroni over |S| (no list decoding)
+// Cost: |S| key derivations per Detector and key version (cached), then per document O(tokens)
+// plus |S| * account-lane tuples PRF calls (the payload lane costs the same for any |S|).
 // A Detector keeps scratch buffers: one per thread; Detect() is not reentrant. It holds its own
 // (shared, immutable) copy of the keyring; copies of a Detector share it and are independent.
 #pragma once
@@ -21,6 +27,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tracemark/base/status.h"
@@ -46,6 +53,9 @@ inline constexpr int kMaxCandidatesLimit = 4096;
 inline constexpr double kAttributionGate = 1e-2;
 // Documents longer than this are scored on their first kMaxDetectTokens tokens.
 inline constexpr size_t kMaxDetectTokens = size_t{1} << 26;
+// Largest suspect list of a targeted detection (DetectOptions::suspects): each suspect costs one
+// key derivation per Detector and one pass over the account-lane tuples per document.
+inline constexpr size_t kMaxSuspects = 4096;
 
 struct DetectOptions {
   double threshold = kDefaultThreshold;          // watermarked iff p_value < threshold
@@ -76,6 +86,13 @@ struct DetectOptions {
   // scored). Measured far stronger than the entropy filter on real answers (docs/watermark.md).
   std::span<const float> token_prob;
   double max_token_prob = kDefaultMaxTokenProb;
+  // Targeted detection: the accounts under investigation (at most kMaxSuspects distinct ids, each
+  // inside every tested version's payload space). When non-empty, `combined` becomes the targeted
+  // presence test (Detection::targeted_log10_p) and attribution verifies these ids instead of the
+  // decoded list (an account outside the list is never named). Ignored, with a note in
+  // Detection::account_note, by schemes without account lanes (synthid-hf). docs/watermark.md,
+  // "Suspects (targeted detection)".
+  std::span<const uint64_t> suspects;
 };
 
 struct MarkedSpan {
@@ -103,6 +120,14 @@ struct Detection {
   bool attribution_in_spans = false;  // attribution used only the tuples inside `spans`
   int versions_tested = 0;
   std::string account_note;  // why no account can be named (e.g. synthid-hf has no account lanes)
+  // Targeted detection (DetectOptions::suspects; 0 / empty without suspects): log10 of the
+  // targeted presence test, Bonferroni over the suspects, before the final correction (it takes
+  // the place of combined_log10_p, which is then 0), and the suspect with the smallest p. The
+  // suspect says "whose digits and key fit best", not who: the provider lane is shared, so only
+  // `account` attributes.
+  double targeted_log10_p = 0;
+  std::optional<uint64_t> targeted_suspect;
+  int suspects_tested = 0;
 };
 
 // Sufficient statistic of a set of scores under one key/slot.
@@ -119,10 +144,23 @@ struct ScoreSum {
 double WordScore(const SchemeParams& params, uint32_t word);
 double LogTail(const SchemeParams& params, const ScoreSum& s);
 
+// Parses a suspect list: decimal account ids separated by commas (`lines` false: "101, 202") or
+// one per line (`lines` true: blank lines and lines starting with '#' are skipped). Errors name
+// the offending entry: an empty entry, a non-number, a duplicate, more than kMaxSuspects ids.
+Result<std::vector<uint64_t>> ParseSuspects(std::string_view text, bool lines);
+// A command-line suspect list: "ID[,ID...]", or "@FILE" for a file with one id per line (at most
+// kMaxSuspectFileBytes).
+inline constexpr size_t kMaxSuspectFileBytes = size_t{1} << 20;
+Result<std::vector<uint64_t>> ParseSuspectsArg(std::string_view arg);
+
 class Detector {
  public:
   static Result<Detector> Create(const Keyring& keyring);
   Result<Detection> Detect(std::span<const int32_t> tokens, const DetectOptions& options);
+  // Validates a suspect list (size, duplicates, every id inside the payload space of every key
+  // version with account lanes) and derives the suspects' account keys, once: Detect() with the
+  // same list reuses them. Detect() calls it itself; call it first to fail before any document.
+  Status PrepareSuspects(std::span<const uint64_t> suspects);
 
  private:
   struct VersionState {
@@ -146,8 +184,11 @@ class Detector {
     double score;
   };
   explicit Detector(std::shared_ptr<const Keyring> keyring) : keyring_(std::move(keyring)) {}
-  Result<Detection> DetectVersion(const VersionState& vs, std::span<const int32_t> tokens,
+  Result<Detection> DetectVersion(size_t vi, std::span<const int32_t> tokens,
                                   const DetectOptions& options, size_t end);
+  // The targeted presence and suspect attribution tests of one version (see DetectVersion).
+  void ScoreSuspects(size_t vi, const ScoreSum& provider, bool in_spans_only, Detection& det,
+                     double& log_targeted, double& log_account);
 
   std::shared_ptr<const Keyring> keyring_;  // a shared copy: the caller's keyring may go away
   std::vector<VersionState> versions_;
@@ -156,6 +197,11 @@ class Detector {
   std::vector<ProviderPoint> provider_points_;
   std::vector<PayloadTuple> payload_tuples_;
   std::vector<ScoreSum> digit_sums_;  // payload_digits * 16
+  // Suspects: the list PrepareSuspects validated last and, per entry of versions_, their account
+  // keys in the same order (empty for synthid-hf versions).
+  std::vector<uint64_t> suspect_ids_;
+  std::vector<std::vector<uint64_t>> suspect_keys_;
+  std::vector<uint8_t> account_in_span_;  // per account_tuples_ entry: inside det.spans
   // Structure-of-arrays scratch for the batched PRF: context blocks, provider-lane inputs/words.
   std::vector<uint32_t> blk0_, blk1_, blk2_, blk3_, p_lo_, p_hi_, p_tok_, w0_, w1_, w2_, w3_, zeros_;
 };
