@@ -255,6 +255,23 @@ Status Detector::PrepareSuspects(std::span<const uint64_t> suspects) {
   return Status::Ok();
 }
 
+// digit_sums_[16 j + d] = the scores of the payload-lane tuples at position j under digit d's
+// slot (provider key, slot 4 + 16 j + d), one word per tuple and digit; `score` is the per-word
+// score (WordScore for exact tests, DecodeScore for list decoding).
+void Detector::SumPayloadDigits(const VersionState& vs, double (*score)(const SchemeParams&, uint32_t)) {
+  digit_sums_.assign(static_cast<size_t>(vs.params.payload_digits) * kPayloadRadix, ScoreSum{});
+  for (const auto& t : payload_tuples_) {
+    ScoreSum* sums = &digit_sums_[static_cast<size_t>(t.position) * kPayloadRadix];
+    const uint32_t first_block = PayloadSlot(t.position, 0) >> 2;
+    const uint32_t lo = static_cast<uint32_t>(t.hash), hi = static_cast<uint32_t>(t.hash >> 32);
+    for (uint32_t b = 0; b < kPayloadRadix / 4; ++b) {
+      const PhiloxBlock w = Philox4x32(vs.keys.provider_key,
+                                       {lo, hi, static_cast<uint32_t>(t.token), first_block + b});
+      for (uint32_t q = 0; q < 4; ++q) sums[4 * b + q].Add(score(vs.params, w[q]));
+    }
+  }
+}
+
 // Targeted detection over the tuples DetectVersion collected (payload_tuples_, account_tuples_
 // before any span restriction). For each suspect b, exact word scores only:
 //   targeted_b = tail(provider + payload words at slot 4 + 16 j + digit_b[j] + account words
@@ -272,17 +289,7 @@ void Detector::ScoreSuspects(size_t vi, const ScoreSum& provider, bool in_spans_
   // Exact per-(position, digit) payload sums: every payload tuple at position j adds one word to
   // each of the 16 digits of j, so suspect b's payload evidence is sum_j sums[j][digit_b[j]]
   // (each tuple counted once, under b's digit), whatever |S|.
-  digit_sums_.assign(static_cast<size_t>(digits) * kPayloadRadix, ScoreSum{});
-  for (const auto& t : payload_tuples_) {
-    ScoreSum* sums = &digit_sums_[static_cast<size_t>(t.position) * kPayloadRadix];
-    const uint32_t first_block = PayloadSlot(t.position, 0) >> 2;
-    const uint32_t lo = static_cast<uint32_t>(t.hash), hi = static_cast<uint32_t>(t.hash >> 32);
-    for (uint32_t b = 0; b < kPayloadRadix / 4; ++b) {
-      const PhiloxBlock w = Philox4x32(vs.keys.provider_key,
-                                       {lo, hi, static_cast<uint32_t>(t.token), first_block + b});
-      for (uint32_t q = 0; q < 4; ++q) sums[4 * b + q].Add(WordScore(p, w[q]));
-    }
-  }
+  SumPayloadDigits(vs, WordScore);
   // Account-lane tuples as Philox inputs (block 0, word 0 = slot 0), batched per suspect key.
   const size_t na = account_tuples_.size();
   p_lo_.resize(na);
@@ -500,16 +507,7 @@ Result<Detection> Detector::DetectVersion(size_t vi, std::span<const int32_t> to
   if (targeted) {
     // Scored by ScoreSuspects above.
   } else if (gate && !account_tuples_.empty() && !payload_tuples_.empty()) {
-    digit_sums_.assign(static_cast<size_t>(digits) * kPayloadRadix, ScoreSum{});
-    for (const auto& t : payload_tuples_) {
-      ScoreSum* sums = &digit_sums_[static_cast<size_t>(t.position) * kPayloadRadix];
-      const uint32_t first_block = PayloadSlot(t.position, 0) >> 2;
-      const uint32_t lo = static_cast<uint32_t>(t.hash), hi = static_cast<uint32_t>(t.hash >> 32);
-      for (uint32_t b = 0; b < kPayloadRadix / 4; ++b) {
-        const PhiloxBlock w = Philox4x32(prov_key, {lo, hi, static_cast<uint32_t>(t.token), first_block + b});
-        for (uint32_t q = 0; q < 4; ++q) sums[4 * b + q].Add(DecodeScore(p, w[q]));
-      }
-    }
+    SumPayloadDigits(vs, DecodeScore);
     const int k = std::clamp(options.max_candidates, 1, kMaxCandidatesLimit);
     const std::vector<uint64_t> candidates = ListDecode(digit_sums_, digits, k);
     double best_log = 1.0;

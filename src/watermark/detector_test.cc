@@ -8,6 +8,7 @@
 #include "tracemark/model/sampler.h"
 #include "tracemark/watermark/hook.h"
 #include "tracemark/watermark/placeholders.h"
+#include "watermark/test_keyring.h"
 
 namespace tracemark::watermark {
 namespace {
@@ -15,12 +16,7 @@ namespace {
 // Smaller than a real vocabulary to keep the suite fast; the schemes do not depend on it.
 constexpr int32_t kTestVocab = 8192;
 
-Keyring TestKeyring(std::string_view spec, uint8_t fill = 0x5a) {
-  std::vector<uint8_t> secret(32, fill);
-  auto ring = Keyring::FromSecret(secret, spec);
-  EXPECT_TRUE(ring.ok()) << ring.status().message();
-  return std::move(ring).value();
-}
+Keyring TestKeyring(std::string_view spec, uint8_t fill = 0x5a) { return FixedSecretKeyring(spec, fill); }
 
 // A watermarked continuation of a short random prompt; returns only the generated tokens.
 std::vector<int32_t> Generate(const Keyring& ring, uint64_t account, int n, uint64_t seed,

@@ -14,18 +14,14 @@
 #include "tracemark/watermark/detector.h"
 #include "tracemark/watermark/scheme.h"
 #include "watermark/synthetic.h"
+#include "watermark/test_keyring.h"
 
 namespace tracemark::watermark {
 namespace {
 
 constexpr int32_t kTestVocab = 8192;
 
-Keyring TestKeyring(std::string_view spec, uint8_t fill = 0x3c) {
-  std::vector<uint8_t> secret(32, fill);
-  auto ring = Keyring::FromSecret(secret, spec);
-  EXPECT_TRUE(ring.ok()) << ring.status().message();
-  return std::move(ring).value();
-}
+Keyring TestKeyring(std::string_view spec, uint8_t fill = 0x3c) { return FixedSecretKeyring(spec, fill); }
 
 std::vector<int32_t> Generate(const Keyring& ring, uint64_t account, int n, uint64_t seed) {
   sim::SyntheticLmOptions o;

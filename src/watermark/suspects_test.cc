@@ -13,6 +13,7 @@
 #include "tracemark/watermark/detector.h"
 #include "tracemark/watermark/hook.h"
 #include "watermark/synthetic.h"
+#include "watermark/test_keyring.h"
 
 namespace tracemark::watermark {
 namespace {
@@ -22,12 +23,7 @@ namespace {
 constexpr int32_t kTestVocab = 2048;
 constexpr uint64_t kAccountSpace = uint64_t{1} << 20;  // default payload=5 digits
 
-Keyring TestKeyring(std::string_view spec, uint8_t fill = 0x6b) {
-  std::vector<uint8_t> secret(32, fill);
-  auto ring = Keyring::FromSecret(secret, spec);
-  EXPECT_TRUE(ring.ok()) << ring.status().message();
-  return std::move(ring).value();
-}
+Keyring TestKeyring(std::string_view spec, uint8_t fill = 0x6b) { return FixedSecretKeyring(spec, fill); }
 
 // A watermarked continuation of a short prompt for `account` (generated tokens only), 256
 // tokens with non-zero probability per step.

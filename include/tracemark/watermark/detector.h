@@ -186,6 +186,8 @@ class Detector {
   explicit Detector(std::shared_ptr<const Keyring> keyring) : keyring_(std::move(keyring)) {}
   Result<Detection> DetectVersion(size_t vi, std::span<const int32_t> tokens,
                                   const DetectOptions& options, size_t end);
+  // Fills digit_sums_ from payload_tuples_ (see detector.cc).
+  void SumPayloadDigits(const VersionState& vs, double (*score)(const SchemeParams&, uint32_t));
   // The targeted presence and suspect attribution tests of one version (see DetectVersion).
   void ScoreSuspects(size_t vi, const ScoreSum& provider, bool in_spans_only, Detection& det,
                      double& log_targeted, double& log_account);
