@@ -180,7 +180,13 @@ void AddScanCommand(CLI::App& app, int* exit_code) {
   merge->callback([args, exit_code]() {
     Status s;
     if (args->keyring.empty() && args->model.empty()) {
-      s = RunMerge(args->merge_dir, nullptr);
+      // Without the scorer the pooled test is skipped; its settings would be silently ignored.
+      if (args->max_token_prob_given || !args->suspects.empty()) {
+        s = InvalidArgument("--max-token-prob and --suspects describe the pooled corpus test: give them with "
+                            "--keyring and --model, or leave them out");
+      } else {
+        s = RunMerge(args->merge_dir, nullptr);
+      }
     } else {
       Result<std::unique_ptr<scan::WatermarkScoring>> scoring = LoadScoring(*args);
       s = scoring.ok() ? RunMerge(args->merge_dir, scoring->get()) : scoring.status();

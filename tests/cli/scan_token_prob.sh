@@ -73,6 +73,12 @@ set +e
 "$BIN" scan merge "$tmp/mixed" > /dev/null 2>&1; rc=$?
 set -e
 [ $rc = 2 ] || fail "merge of shards with and without the filter: exit $rc, want 2"
+# The setting without the scorer (no pooled test) is an error, not silently ignored.
+set +e
+err=$("$BIN" scan merge "$tmp/w2" --max-token-prob $P 2>&1 >/dev/null); rc=$?
+set -e
+[ $rc = 2 ] || fail "merge --max-token-prob without --keyring/--model: exit $rc, want 2"
+echo "$err" | grep -q -- "--keyring" || fail "merge --max-token-prob without --keyring: unclear error: $err"
 
 # Per document: scan's row == detect --max-token-prob on the same text.
 python3 - "$tmp" "$BIN" "$MODEL" "$P" "$THR" <<'PY'
