@@ -6,7 +6,7 @@
 //   watermark_power_bench MODEL [--prompts N] [--tokens N] [--threads N] [--cache FILE]
 //                         [--schemes a,b,..] [--temperatures 0.7,1.0] [--secret-fill B]
 //                         [--analyze 1] [--dump-text FILE] [--stats 1] [--filter 1]
-//                         [--candidates P] [--probe-prefix 1]
+//                         [--candidates P] [--probe-prefix 1] [--quality 1] [--robustness 1]
 //
 // Default schemes: gumbel (the default, 4/2/2 lanes), gumbel:lanes=6/1/1, kgw-lefthash,
 // kgw-selfhash, synthid; "none" generates without a watermark. --analyze 1 adds,
@@ -19,12 +19,21 @@
 // sampler's transform, model entropy, sampling entropy) and score functions with exact tails
 // (Gamma upper -log(1-u), Gamma lower -log u, binomial counts of u > d), then the shipped
 // Detector with the token-probability filter at several thresholds. --filter 1: the main tables,
-// then only that last table (filter thresholds, accounts named at 200 and --tokens) per cell.
+// then only that last table (filter thresholds, accounts named at 200 and --tokens) per cell;
+// --per-answer 1 adds one line per answer at 200 tokens with the 0.5 filter (log10 p, tuples).
 // --candidates P (instead of
 // the main tables): rank of the true account among all ids by the payload lane (tokens with
 // p1 <= P) and "provider + account lane of ranked candidates" under several weighted Bonferroni
 // corrections. --probe-prefix 1: the model sees the chat template's opening of an assistant turn
 // (empty user message) before each answer when it computes the token probabilities.
+// --quality 1 (instead of the main tables; include "none" in --schemes): per cell, the length of
+// the served answer (first end-of-turn/EOS token, capped at --tokens) and the mean NLL per answer
+// token of chat prompt + answer under the unwatermarked model at temperature 1 and under the
+// sampling transform (T, top-k, top-p), each against "none" with 2 Welch s.e.
+// --robustness 1 (instead of the main tables): token-level attacks on each cell's answers (PII
+// masking, truncation, deletion, substitution by the model's most likely other token given the
+// edited prefix, mixing into KJV text), TPR and accounts named by the shipped Detector; with
+// --filter 1 also with the token-probability filter at 0.5 computed on the attacked text.
 //
 // Each (scheme, T) cell generates N chat answers (one account per prompt) ONCE at --tokens tokens
 // (top-k 40, top-p 0.95, continued past end-of-turn) and detects prefixes. All sequences of one
@@ -44,6 +53,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -90,8 +100,11 @@ struct Options {
   bool analyze = false;
   bool stats = false;  // --stats 1: AnalyzeStatistics on every Gumbel cell
   bool filter = false;  // --filter 1: the main tables, then ProbFilterRows on every cell
+  bool per_answer = false;  // --per-answer 1: ProbFilterRows also prints each answer at 200 tokens
   double candidates = 0;  // --candidates P: AnalyzeCandidates with p(token) <= P, then exit
   bool probe_prefix = false;
+  bool quality = false;     // --quality 1: QualityReport instead of the main tables
+  bool robustness = false;  // --robustness 1: RobustnessReport instead of the main tables
   std::vector<std::string> schemes = {"gumbel", "gumbel:lanes=6/1/1", "kgw-lefthash", "kgw-selfhash",
                                       "synthid"};
   std::vector<float> temperatures = {0.7f, 1.0f};
@@ -854,6 +867,7 @@ const TokenProbe& CachedProbe(const Options& opt, tmk::Model& model, const Seque
 // accounts named at the longest length (wrong ones in parentheses).
 void ProbFilterRows(const Options& opt, tmk::Model& model, const Cell& c) {
   constexpr double kThresholds[] = {1.0, 0.3, 0.4, 0.5, 0.6, 0.7};
+  constexpr double kDefaultFilter = 0.5;
   constexpr size_t kRows = std::size(kThresholds);
   int detected[kRows][kNumLengths] = {};
   int attributed[kRows] = {}, wrong[kRows] = {}, attributed200[kRows] = {}, wrong200[kRows] = {};
@@ -874,6 +888,13 @@ void ProbFilterRows(const Options& opt, tmk::Model& model, const Cell& c) {
         auto d = det->Detect(std::span<const int32_t>(s->tokens).first(len), o);
         if (!d.ok()) Die(d.status());
         detected[t][li] += d->watermarked;
+        if (kLengths[li] == 200 && opt.per_answer && kThresholds[t] == kDefaultFilter) {
+          std::set<std::pair<int32_t, int32_t>> distinct;  // distinct 2-grams: a loop has few
+          for (size_t i = 1; i < len; ++i) distinct.insert({s->tokens[i - 1], s->tokens[i]});
+          std::printf("answer %s T=%.1f prompt %d: log10 p %.2f (provider %.2f), tuples %lld, distinct 2-grams %zu\n",
+                      c.scheme.c_str(), c.temperature, s->prompt, d->log10_p_value, d->provider_log10_p,
+                      static_cast<long long>(d->tokens_scored), distinct.size());
+        }
         if (kLengths[li] == 200) {
           scored200[t] += static_cast<double>(d->tokens_scored);
           lp200[t].push_back(d->log10_p_value);
@@ -898,6 +919,460 @@ void ProbFilterRows(const Options& opt, tmk::Model& model, const Cell& c) {
   }
   std::fflush(stdout);
 }
+
+// ---- --quality 1: length and perplexity of served answers, watermarked vs unwatermarked ----
+
+// Where a served answer would have stopped: the index of the first end-of-generation token
+// (end-of-turn or EOS), or the cached length when the answer never stopped (capped).
+size_t StopIndex(const tmk::text::Tokenizer& tok, std::span<const int32_t> tokens) {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tok.IsEog(tokens[i])) return i;
+  }
+  return tokens.size();
+}
+
+// Negative log-likelihood of one answer token under the sampler's own transform (temperature t,
+// top-k kTopK, top-p kTopP, as Sampler::BuildCandidates ranks: descending logit, ties by id).
+// Returns false when the token lies outside the recomputed nucleus: seen only on answers cached
+// by an earlier engine build whose logits round differently (the current build's batched decode
+// and this single-sequence pass agreed on all 152k answer tokens measured).
+bool SampledNll(std::span<const float> l, int32_t token, float t, std::vector<std::pair<float, int32_t>>& sorted,
+                double& nll) {
+  sorted.clear();
+  for (size_t v = 0; v < l.size(); ++v) sorted.push_back({l[v], static_cast<int32_t>(v)});
+  std::partial_sort(sorted.begin(), sorted.begin() + kTopK, sorted.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  std::array<double, kTopK> w{};
+  double z = 0;
+  for (int k = 0; k < kTopK; ++k) {
+    w[static_cast<size_t>(k)] = std::exp(static_cast<double>(sorted[static_cast<size_t>(k)].first - sorted[0].first) / t);
+    z += w[static_cast<size_t>(k)];
+  }
+  double cum = 0;
+  int keep = kTopK;
+  for (int k = 0; k < kTopK; ++k) {
+    cum += w[static_cast<size_t>(k)];
+    if (cum >= static_cast<double>(kTopP) * z) {
+      keep = k + 1;
+      break;
+    }
+  }
+  double kept = 0;
+  for (int k = 0; k < keep; ++k) kept += w[static_cast<size_t>(k)];
+  for (int k = 0; k < keep; ++k) {
+    if (sorted[static_cast<size_t>(k)].second == token) {
+      nll = -std::log(w[static_cast<size_t>(k)] / kept);
+      return true;
+    }
+  }
+  return false;
+}
+
+// Per-answer quality numbers.
+struct AnswerQuality {
+  size_t length = 0;        // tokens before the stop (the served answer's length)
+  bool capped = false;      // no end-of-generation token within the cached tokens
+  double nll1 = 0;          // mean NLL per scored token at temperature 1, full vocabulary
+  double nll_sampled = 0;   // mean NLL per scored token under the sampling transform
+  int64_t outside = 0;      // scored tokens outside the recomputed nucleus (left out of nll_sampled)
+};
+
+// Runs the model over chat prompt + answer (up to and including the stop token, at most
+// --tokens) and scores every answer token.
+AnswerQuality MeasureAnswer(tmk::Context& ctx, const tmk::text::Tokenizer& tok, std::span<const int32_t> prompt,
+                            const Sequence& s, std::vector<std::pair<float, int32_t>>& sorted) {
+  AnswerQuality q;
+  const size_t stop = StopIndex(tok, s.tokens);
+  q.length = stop;
+  q.capped = stop == s.tokens.size();
+  const size_t scored = std::min(s.tokens.size(), stop + 1);  // the stop token is scored too
+  tmk::Batch batch;
+  ctx.ClearSeq(0);
+  const size_t np = prompt.size();
+  for (size_t i = 0; i < np; ++i) batch.Add(prompt[i], static_cast<int32_t>(i), 0, i + 1 == np);
+  for (size_t k = 0; k + 1 < scored; ++k) batch.Add(s.tokens[k], static_cast<int32_t>(np + k), 0, true);
+  if (auto st = ctx.Decode(batch); !st.ok()) Die(st);
+  double sum1 = 0, sums = 0;
+  int64_t ns = 0;
+  for (size_t k = 0; k < scored; ++k) {
+    const auto l = ctx.Logits(ctx.OutputOf(static_cast<int32_t>(np + k - 1)));
+    const int32_t t = s.tokens[k];
+    const RowSoftmax sm = SoftmaxOf(l);
+    sum1 += -static_cast<double>(l[static_cast<size_t>(t)] - sm.max) + std::log(sm.z);
+    double nll = 0;
+    if (SampledNll(l, t, s.temperature, sorted, nll)) {
+      sums += nll;
+      ++ns;
+    } else {
+      ++q.outside;
+    }
+  }
+  q.nll1 = sum1 / static_cast<double>(scored);
+  q.nll_sampled = ns > 0 ? sums / static_cast<double>(ns) : 0.0;
+  return q;
+}
+
+// Mean and standard error of a sample.
+struct MeanSe {
+  double mean = 0, se = 0;
+};
+MeanSe MeanAndSe(const std::vector<double>& x) {
+  MeanSe r;
+  if (x.empty()) return r;
+  for (double v : x) r.mean += v;
+  r.mean /= static_cast<double>(x.size());
+  if (x.size() < 2) return r;
+  double ss = 0;
+  for (double v : x) ss += (v - r.mean) * (v - r.mean);
+  r.se = std::sqrt(ss / static_cast<double>(x.size() - 1) / static_cast<double>(x.size()));
+  return r;
+}
+
+// "a +- b": the difference of two means and twice its Welch standard error.
+std::string WelchDiff(const MeanSe& a, const MeanSe& b, const char* fmt) {
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), fmt, a.mean - b.mean, 2 * std::sqrt(a.se * a.se + b.se * b.se));
+  return buf;
+}
+
+void QualityReport(const Options& opt, tmk::Model& model, const tmk::text::Tokenizer& tok,
+                   const std::vector<std::vector<int32_t>>& prompts, const std::vector<Cell>& cells) {
+  tmk::ContextOptions copt;
+  copt.n_ctx = kPromptContext + opt.tokens + 8;
+  copt.max_batch = copt.n_ctx;
+  copt.max_outputs = copt.n_ctx;
+  copt.n_threads = opt.threads;
+  auto ctx = tmk::Context::Create(model, copt);
+  if (!ctx.ok()) Die(ctx.status());
+  std::vector<std::pair<float, int32_t>> sorted;
+  struct CellQuality {
+    std::vector<double> length, nll1, nlls;
+    int capped = 0;
+    int64_t outside = 0, tokens = 0;
+  };
+  std::vector<CellQuality> q(cells.size());
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t c = 0; c < cells.size(); ++c) {
+    for (const Sequence* s : cells[c].seqs) {
+      const AnswerQuality a = MeasureAnswer(**ctx, tok, prompts[static_cast<size_t>(s->prompt)], *s, sorted);
+      q[c].length.push_back(static_cast<double>(a.length));
+      q[c].nll1.push_back(a.nll1);
+      q[c].nlls.push_back(a.nll_sampled);
+      q[c].capped += a.capped;
+      q[c].outside += a.outside;
+      q[c].tokens += static_cast<int64_t>(std::min(s->tokens.size(), a.length + 1));
+    }
+    std::fprintf(stderr, "quality: %s T=%.1f done (%.0f s)\n", cells[c].scheme.c_str(), cells[c].temperature,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  auto none_of = [&](float t) -> const CellQuality* {
+    for (size_t c = 0; c < cells.size(); ++c) {
+      if (cells[c].scheme == kNoWatermark && cells[c].temperature == t) return &q[c];
+    }
+    return nullptr;
+  };
+  std::printf("\nLength of served answers: index of the first end-of-turn/EOS token (capped at %d tokens); "
+              "mean +- 2 s.e.; difference watermarked - none with 2 Welch s.e.\n\n", opt.tokens);
+  std::printf("| scheme | T | answers | reached the cap | mean length | difference vs none |\n|---|---|---|---|---|---|\n");
+  for (size_t c = 0; c < cells.size(); ++c) {
+    const MeanSe m = MeanAndSe(q[c].length);
+    const CellQuality* none = none_of(cells[c].temperature);
+    std::string diff = "-";
+    if (none != nullptr && cells[c].scheme != kNoWatermark) diff = WelchDiff(m, MeanAndSe(none->length), "%+.1f +- %.1f");
+    std::printf("| %s | %.1f | %zu | %d | %.1f +- %.1f | %s |\n", cells[c].scheme.c_str(), cells[c].temperature,
+                q[c].length.size(), q[c].capped, m.mean, 2 * m.se, diff.c_str());
+  }
+  std::printf("\nPerplexity under the unwatermarked model: chat prompt + answer up to and including the stop "
+              "token, mean NLL per answer token (nats) averaged over answers, +- 2 s.e.; ppl = exp(mean NLL).\n"
+              "\"T = 1\": the model's own distribution; \"sampling\": temperature T, top-k %d, top-p %.2f as "
+              "the bench samples (tokens outside the recomputed nucleus left out and counted).\n\n", kTopK, kTopP);
+  std::printf("| scheme | T | scored tokens | NLL at T = 1 | ppl | difference vs none | NLL sampling | "
+              "difference vs none | outside nucleus |\n|---|---|---|---|---|---|---|---|---|\n");
+  for (size_t c = 0; c < cells.size(); ++c) {
+    const MeanSe m1 = MeanAndSe(q[c].nll1), ms = MeanAndSe(q[c].nlls);
+    const CellQuality* none = none_of(cells[c].temperature);
+    std::string d1 = "-", ds = "-";
+    if (none != nullptr && cells[c].scheme != kNoWatermark) {
+      d1 = WelchDiff(m1, MeanAndSe(none->nll1), "%+.4f +- %.4f");
+      ds = WelchDiff(ms, MeanAndSe(none->nlls), "%+.4f +- %.4f");
+    }
+    std::printf("| %s | %.1f | %lld | %.4f +- %.4f | %.3f | %s | %.4f +- %.4f | %s | %lld |\n", cells[c].scheme.c_str(),
+                cells[c].temperature, static_cast<long long>(q[c].tokens), m1.mean, 2 * m1.se, std::exp(m1.mean),
+                d1.c_str(), ms.mean, 2 * ms.se, ds.c_str(), static_cast<long long>(q[c].outside));
+  }
+  std::fflush(stdout);
+}
+
+// ---- --robustness 1: token-level attacks on the cached 400-token answers ----
+
+enum class AttackKind { kNone, kMask, kTruncate, kDelete, kSubstitute, kMix };
+struct AttackDef {
+  const char* name;
+  AttackKind kind;
+  double rate;
+};
+constexpr AttackDef kRealAttacks[] = {
+    {"none", AttackKind::kNone, 0},
+    {"PII mask 10% (3-token spans)", AttackKind::kMask, 0.10},
+    {"truncate to 50%", AttackKind::kTruncate, 0.5},
+    {"delete 10%", AttackKind::kDelete, 0.10},
+    {"delete 20%", AttackKind::kDelete, 0.20},
+    {"delete 30%", AttackKind::kDelete, 0.30},
+    {"substitute 10%", AttackKind::kSubstitute, 0.10},
+    {"substitute 20%", AttackKind::kSubstitute, 0.20},
+    {"substitute 30%", AttackKind::kSubstitute, 0.30},
+    {"mixed: 10% of a 4000-token KJV doc", AttackKind::kMix, 0.10},
+};
+constexpr uint64_t kAttackSeed = 777;          // per answer and attack: kAttackSeed + 1009 * index
+constexpr int kMaskSpan = 3;                   // tokens per PII span
+constexpr char kPlaceholder[] = " [NAME]";     // what a masked span becomes (tokenized, masked)
+constexpr char kKjvPath[] = "tests/data/redteam/kjv_docs.txt";
+constexpr size_t kMixDocTokens = 4000;         // the mixed document's length, answer included
+constexpr int32_t kProbeBatch = 512;           // tokens per forward pass of BatchedProbe
+constexpr int32_t kProbeSlots = 128;           // sequences in flight in BatchedProbe
+constexpr double kRobustFilter = 0.5;          // token-probability filter of the second table
+
+// One document for BatchedProbe: the model (text alone, temperature 1) gives p1[i], the
+// probability of tokens[i] after tokens[0..i); at every position in `substitute` (sorted, >= 1)
+// tokens[i] is first replaced by the model's most likely token other than the original, given
+// the already edited prefix (a "synonym" the model finds plausible).
+struct ProbeJob {
+  std::vector<int32_t> tokens;
+  std::vector<size_t> substitute;
+  std::vector<float> p1;
+};
+
+// Runs many ProbeJobs through one context, kProbeSlots sequences in flight, each forward pass
+// packing up to kProbeBatch tokens; a sequence advances to its next substitution per pass.
+void BatchedProbe(const Options& opt, tmk::Model& model, std::vector<ProbeJob>& jobs) {
+  if (jobs.empty()) return;
+  size_t longest = 0;
+  for (const ProbeJob& j : jobs) longest = std::max(longest, j.tokens.size());
+  const int32_t slots = static_cast<int32_t>(std::min<size_t>(jobs.size(), kProbeSlots));
+  tmk::ContextOptions copt;
+  copt.n_ctx = static_cast<int32_t>(longest) + 8;
+  copt.n_seq = slots;
+  copt.max_batch = kProbeBatch;
+  copt.max_outputs = kProbeBatch;
+  copt.n_threads = opt.threads;
+  auto ctx = tmk::Context::Create(model, copt);
+  if (!ctx.ok()) Die(ctx.status());
+  struct Slot {
+    long job = -1;
+    size_t fed = 0, next_sub = 0;
+  };
+  std::vector<Slot> slot(static_cast<size_t>(slots));
+  size_t next_job = 0;
+  auto assign = [&](int32_t s) {
+    Slot& sl = slot[static_cast<size_t>(s)];
+    sl = Slot();
+    if (next_job == jobs.size()) return;
+    sl.job = static_cast<long>(next_job++);
+    jobs[static_cast<size_t>(sl.job)].p1.assign(jobs[static_cast<size_t>(sl.job)].tokens.size(), 1.0f);
+    (*ctx)->ClearSeq(s);
+  };
+  for (int32_t s = 0; s < slots; ++s) assign(s);
+  struct Span {
+    int32_t slot, row0;
+    size_t fed, n, target;
+  };
+  std::vector<Span> spans;
+  tmk::Batch batch;
+  int32_t rr = 0;
+  for (;;) {
+    batch.Clear();
+    spans.clear();
+    for (int32_t k = 0; k < slots && batch.size() < kProbeBatch; ++k) {
+      const int32_t s = (rr + k) % slots;
+      Slot& sl = slot[static_cast<size_t>(s)];
+      if (sl.job < 0) continue;
+      ProbeJob& j = jobs[static_cast<size_t>(sl.job)];
+      const size_t target = sl.next_sub < j.substitute.size() ? j.substitute[sl.next_sub] : j.tokens.size();
+      const size_t n = std::min(target - sl.fed, static_cast<size_t>(kProbeBatch - batch.size()));
+      spans.push_back({s, batch.size(), sl.fed, n, target});
+      for (size_t q = 0; q < n; ++q) {
+        batch.Add(j.tokens[sl.fed + q], static_cast<int32_t>(sl.fed + q), s, true);
+      }
+    }
+    if (spans.empty()) break;
+    rr = (rr + 1) % slots;
+    if (auto st = (*ctx)->Decode(batch); !st.ok()) Die(st);
+    for (const Span& sp : spans) {
+      Slot& sl = slot[static_cast<size_t>(sp.slot)];
+      ProbeJob& j = jobs[static_cast<size_t>(sl.job)];
+      for (size_t q = 0; q < sp.n; ++q) {
+        const size_t next = sp.fed + q + 1;  // the token this row predicts
+        if (next >= j.tokens.size()) continue;
+        const auto l = (*ctx)->Logits((*ctx)->OutputOf(sp.row0 + static_cast<int32_t>(q)));
+        if (next == sp.target) {  // a substitution: the most likely other token
+          const int32_t original = j.tokens[next];
+          int32_t best = original == 0 ? 1 : 0;
+          for (size_t v = 0; v < l.size(); ++v) {
+            if (static_cast<int32_t>(v) != original && l[v] > l[static_cast<size_t>(best)]) best = static_cast<int32_t>(v);
+          }
+          j.tokens[next] = best;
+        }
+        const RowSoftmax sm = SoftmaxOf(l);
+        j.p1[next] = static_cast<float>(std::exp(static_cast<double>(l[static_cast<size_t>(j.tokens[next])] - sm.max)) / sm.z);
+      }
+      sl.fed += sp.n;
+      if (sl.fed == sp.target && sp.target < j.tokens.size()) ++sl.next_sub;
+      if (sl.fed == j.tokens.size()) assign(sp.slot);
+    }
+  }
+}
+
+// An attacked document: tokens, skip mask (empty = none) and, when the filter is on, p1.
+struct AttackedDoc {
+  std::vector<int32_t> tokens;
+  std::vector<uint8_t> mask;
+  std::vector<float> p1;
+};
+
+void RobustnessReport(const Options& opt, tmk::Model& model, const tmk::text::Tokenizer& tok,
+                      const std::vector<Cell>& cells) {
+  std::vector<int32_t> placeholder = tok.Encode(kPlaceholder, false, false);
+  std::vector<int32_t> kjv;
+  {
+    std::ifstream in(kKjvPath, std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text.empty()) Die(tmk::NotFound(std::string("robustness: cannot read ") + kKjvPath + " (run from the source root)"));
+    kjv = tok.Encode(text, false, false);
+  }
+  const size_t filler = kMixDocTokens - static_cast<size_t>(opt.tokens);
+  if (kjv.size() < filler + 1) Die(tmk::InvalidArgument("robustness: KJV text too short"));
+  std::printf("\nRobustness on the real model: cached %d-token answers (continued past end-of-turn), token-level "
+              "attacks (seed %llu), shipped Detector with default DetectOptions (masked spans in skip_mask);\n"
+              "TPR at reported p < 1e-6 and, in parentheses, accounts named correctly (wrong ones after the slash). "
+              "Substitution: the model's most likely other token given the edited prefix (text alone).\n"
+              "Placeholder %zu tokens; KJV %zu tokens.\n",
+              opt.tokens, static_cast<unsigned long long>(kAttackSeed), placeholder.size(), kjv.size());
+  for (const Cell& c : cells) {
+    if (c.scheme == kNoWatermark) continue;
+    const auto start = std::chrono::steady_clock::now();
+    const size_t n = c.seqs.size();
+    constexpr size_t kAttacks = std::size(kRealAttacks);
+    std::vector<std::vector<AttackedDoc>> docs(kAttacks, std::vector<AttackedDoc>(n));
+    std::vector<ProbeJob> jobs;      // substitutions (always) and filter probes (--filter 1)
+    std::vector<std::pair<size_t, size_t>> job_of;  // (attack, answer) per job
+    for (size_t a = 0; a < kAttacks; ++a) {
+      const AttackDef& at = kRealAttacks[a];
+      for (size_t i = 0; i < n; ++i) {
+        const std::vector<int32_t>& src = c.seqs[i]->tokens;
+        tmk::Rng rng(kAttackSeed + 1009 * a + 65537 * static_cast<uint64_t>(c.seqs[i]->prompt));
+        AttackedDoc& d = docs[a][i];
+        std::vector<size_t> subs;
+        switch (at.kind) {
+          case AttackKind::kNone: d.tokens = src; break;
+          case AttackKind::kMask:
+            for (size_t k = 0; k < src.size(); k += kMaskSpan) {
+              const size_t end = std::min(src.size(), k + kMaskSpan);
+              if (rng.Uniform() < at.rate) {
+                d.tokens.insert(d.tokens.end(), placeholder.begin(), placeholder.end());
+                d.mask.resize(d.tokens.size(), 1);
+              } else {
+                d.tokens.insert(d.tokens.end(), src.begin() + static_cast<std::ptrdiff_t>(k),
+                                src.begin() + static_cast<std::ptrdiff_t>(end));
+                d.mask.resize(d.tokens.size(), 0);
+              }
+            }
+            break;
+          case AttackKind::kTruncate:
+            d.tokens.assign(src.begin(), src.begin() + static_cast<std::ptrdiff_t>(src.size() * at.rate));
+            break;
+          case AttackKind::kDelete:
+            for (int32_t v : src) {
+              if (rng.Uniform() >= at.rate) d.tokens.push_back(v);
+            }
+            break;
+          case AttackKind::kSubstitute:
+            d.tokens = src;
+            for (size_t k = 1; k < src.size(); ++k) {
+              if (rng.Uniform() < at.rate) subs.push_back(k);
+            }
+            break;
+          case AttackKind::kMix: {
+            const size_t offset = rng.Next() % (kjv.size() - filler);
+            const size_t insert = rng.Next() % (filler + 1);
+            const auto base = kjv.begin() + static_cast<std::ptrdiff_t>(offset);
+            d.tokens.assign(base, base + static_cast<std::ptrdiff_t>(insert));
+            d.tokens.insert(d.tokens.end(), src.begin(), src.end());
+            d.tokens.insert(d.tokens.end(), base + static_cast<std::ptrdiff_t>(insert),
+                            base + static_cast<std::ptrdiff_t>(filler));
+            break;
+          }
+        }
+        const bool probe = at.kind == AttackKind::kSubstitute ||
+                           (opt.filter && (at.kind == AttackKind::kNone || at.kind == AttackKind::kMask ||
+                                           at.kind == AttackKind::kDelete));
+        if (probe) {
+          jobs.push_back({d.tokens, std::move(subs), {}});
+          job_of.push_back({a, i});
+        }
+      }
+    }
+    BatchedProbe(opt, model, jobs);
+    size_t sub_positions = 0, probed = 0;
+    double sub_prob = 0;  // the model's probability of the substitutes (how plausible they are)
+    for (size_t k = 0; k < jobs.size(); ++k) {
+      AttackedDoc& d = docs[job_of[k].first][job_of[k].second];
+      for (size_t p : jobs[k].substitute) sub_prob += static_cast<double>(jobs[k].p1[p]);
+      sub_positions += jobs[k].substitute.size();
+      probed += jobs[k].tokens.size();
+      d.tokens = std::move(jobs[k].tokens);
+      d.p1 = std::move(jobs[k].p1);
+    }
+    // Truncation keeps a prefix: its p1 is the untouched answer's (the model is causal).
+    for (size_t a = 0; a < kAttacks && opt.filter; ++a) {
+      if (kRealAttacks[a].kind != AttackKind::kTruncate) continue;
+      for (size_t i = 0; i < n; ++i) {
+        docs[a][i].p1.assign(docs[0][i].p1.begin(), docs[0][i].p1.begin() + static_cast<std::ptrdiff_t>(docs[a][i].tokens.size()));
+      }
+    }
+    const double probe_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("\n%s T=%.1f (%s), %zu answers; model passes over %zu tokens in %.0f s (%.0f tokens/s); "
+                "%zu substitutions, mean model probability of the substitute %.3f\n\n",
+                c.scheme.c_str(), c.temperature, c.seqs.front()->spec.c_str(), n, probed, probe_s,
+                probe_s > 0 ? static_cast<double>(probed) / probe_s : 0.0, sub_positions,
+                sub_positions > 0 ? sub_prob / static_cast<double>(sub_positions) : 0.0);
+    std::printf("| attack | mean tokens | TPR | attributed (wrong) |%s\n|---|---|---|---|%s\n",
+                opt.filter ? " TPR, filter p <= 0.5 | attributed (wrong), filter |" : "", opt.filter ? "---|---|" : "");
+    for (size_t a = 0; a < kAttacks; ++a) {
+      const bool has_filter = opt.filter && kRealAttacks[a].kind != AttackKind::kMix;
+      int hit = 0, named = 0, wrong = 0, fhit = 0, fnamed = 0, fwrong = 0;
+      double tokens = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const Sequence* s = c.seqs[i];
+        const AttackedDoc& d = docs[a][i];
+        tokens += static_cast<double>(d.tokens.size());
+        wm::Keyring ring = MakeKeyring(s->spec, opt.secret_fill);
+        auto det = wm::Detector::Create(ring);
+        if (!det.ok()) Die(det.status());
+        wm::DetectOptions o;
+        o.skip_mask = d.mask;
+        auto r = det->Detect(d.tokens, o);
+        if (!r.ok()) Die(r.status());
+        hit += r->watermarked;
+        if (r->account) (*r->account == s->account ? named : wrong) += 1;
+        if (has_filter) {
+          o.token_prob = d.p1;
+          o.max_token_prob = kRobustFilter;
+          auto f = det->Detect(d.tokens, o);
+          if (!f.ok()) Die(f.status());
+          fhit += f->watermarked;
+          if (f->account) (*f->account == s->account ? fnamed : fwrong) += 1;
+        }
+      }
+      std::printf("| %s | %.0f | %d/%zu | %d/%zu (%d) |", kRealAttacks[a].name, tokens / static_cast<double>(n), hit, n,
+                  named, n, wrong);
+      if (has_filter) std::printf(" %d/%zu | %d/%zu (%d) |", fhit, n, fnamed, n, fwrong);
+      else if (opt.filter) std::printf(" - | - |");
+      std::printf("\n");
+    }
+    std::fflush(stdout);
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -905,7 +1380,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: watermark_power_bench MODEL [--prompts N] [--tokens N] [--threads N] [--cache FILE]\n"
                  "       [--schemes a,b,..] [--temperatures 0.7,1.0] [--secret-fill B] [--analyze 1]\n"
-                 "       [--dump-text FILE] [--stats 1] [--filter 1] [--candidates P] [--probe-prefix 1]\n");
+                 "       [--dump-text FILE] [--stats 1] [--filter 1] [--per-answer 1] [--candidates P] [--probe-prefix 1]\n"
+                 "       [--quality 1] [--robustness 1]\n");
     return 2;
   }
   Options opt;
@@ -920,8 +1396,11 @@ int main(int argc, char** argv) {
     else if (k == "--analyze") opt.analyze = v == "1";
     else if (k == "--stats") opt.stats = v == "1";
     else if (k == "--filter") opt.filter = v == "1";
+    else if (k == "--per-answer") opt.per_answer = v == "1";
     else if (k == "--candidates") opt.candidates = std::atof(v.c_str());
     else if (k == "--probe-prefix") opt.probe_prefix = v == "1";
+    else if (k == "--quality") opt.quality = v == "1";
+    else if (k == "--robustness") opt.robustness = v == "1";
     else if (k == "--secret-fill") opt.secret_fill = std::atoi(v.c_str());
     else if (k == "--schemes") opt.schemes = SplitComma(v);
     else if (k == "--temperatures") {
@@ -1022,6 +1501,14 @@ int main(int argc, char** argv) {
         out << text << '\n';
       }
     }
+  }
+  if (opt.quality) {
+    QualityReport(opt, **model, **tok, prompts, cells);
+    return 0;
+  }
+  if (opt.robustness) {
+    RobustnessReport(opt, **model, **tok, cells);
+    return 0;
   }
   if (opt.candidates > 0) {
     for (const Cell& c : cells) {
