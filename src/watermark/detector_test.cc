@@ -8,7 +8,7 @@
 #include "tracemark/model/sampler.h"
 #include "tracemark/watermark/hook.h"
 #include "tracemark/watermark/placeholders.h"
-#include "watermark/test_keyring.h"
+#include "watermark/test_helpers.h"
 
 namespace tracemark::watermark {
 namespace {
@@ -24,12 +24,7 @@ std::vector<int32_t> Generate(const Keyring& ring, uint64_t account, int n, uint
   sim::SyntheticLmOptions o;
   o.vocab_size = kTestVocab;
   o.temperature = temperature;
-  sim::SyntheticLm lm(o, seed);
-  std::vector<int32_t> tokens{1, 2, 3, 4};
-  auto hook = MakeWatermarkHook(ring, account);
-  EXPECT_TRUE(hook.ok()) << hook.status().message();
-  lm.Generate(tokens, n, hook->get(), seed ^ 0xabcdef);
-  return std::vector<int32_t>(tokens.begin() + 4, tokens.end());
+  return GenerateMarked(ring, account, n, seed, o);
 }
 
 std::vector<int32_t> Unwatermarked(int n, uint64_t seed) {

@@ -14,7 +14,7 @@
 #include "tracemark/watermark/detector.h"
 #include "tracemark/watermark/scheme.h"
 #include "watermark/synthetic.h"
-#include "watermark/test_keyring.h"
+#include "watermark/test_helpers.h"
 
 namespace tracemark::watermark {
 namespace {
@@ -26,12 +26,7 @@ Keyring TestKeyring(std::string_view spec, uint8_t fill = 0x3c) { return FixedSe
 std::vector<int32_t> Generate(const Keyring& ring, uint64_t account, int n, uint64_t seed) {
   sim::SyntheticLmOptions o;
   o.vocab_size = kTestVocab;
-  sim::SyntheticLm lm(o, seed);
-  std::vector<int32_t> tokens{1, 2, 3, 4};
-  auto hook = MakeWatermarkHook(ring, account);
-  EXPECT_TRUE(hook.ok()) << hook.status().message();
-  lm.Generate(tokens, n, hook->get(), seed ^ 0xabcdef);
-  return std::vector<int32_t>(tokens.begin() + 4, tokens.end());
+  return GenerateMarked(ring, account, n, seed, o);
 }
 
 // Replaces a share `rate` of the tokens by random ids (the same positions and ids for a seed).

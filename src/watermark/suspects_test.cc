@@ -13,7 +13,7 @@
 #include "tracemark/watermark/detector.h"
 #include "tracemark/watermark/hook.h"
 #include "watermark/synthetic.h"
-#include "watermark/test_keyring.h"
+#include "watermark/test_helpers.h"
 
 namespace tracemark::watermark {
 namespace {
@@ -33,12 +33,7 @@ std::vector<int32_t> Generate(const Keyring& ring, uint64_t account, int n, uint
   o.vocab_size = kTestVocab;
   o.support = 256;
   o.temperature = temperature;
-  sim::SyntheticLm lm(o, seed);
-  std::vector<int32_t> tokens{1, 2, 3, 4};
-  auto hook = MakeWatermarkHook(ring, account);
-  EXPECT_TRUE(hook.ok()) << hook.status().message();
-  lm.Generate(tokens, n, hook->get(), seed ^ 0xabcdef);
-  return std::vector<int32_t>(tokens.begin() + 4, tokens.end());
+  return GenerateMarked(ring, account, n, seed, o);
 }
 
 std::vector<uint64_t> RandomAccounts(Rng& rng, size_t n, uint64_t exclude) {
