@@ -124,7 +124,7 @@ int Cache(const std::string& path) {
     std::vector<std::string> f;
     std::stringstream ss(line);
     for (std::string item; std::getline(ss, item, '\t');) f.push_back(item);
-    if (f.size() != 9) continue;
+    if (f.size() != 9 || f[0] == "none") continue;  // "none": unwatermarked answers, no key
     Cached c;
     c.spec = f[0];
     c.temperature = f[1];
