@@ -908,6 +908,23 @@ Result<MergeReport> MergeShards(const std::string& out_dir, PoolFactory* pools) 
     std::vector<std::pair<uint64_t, LaneSum>> accounts;  // sorted by account id
   };
   std::map<int, VersionPool> by_version;
+  // The scan's suspects are pooled in every key version the corpus holds, attributed or not: the
+  // list was fixed before the scan, so each suspect's pooled account-lane test is exact.
+  const std::vector<uint64_t> suspects =
+      pools != nullptr ? pools->PooledSuspects() : std::vector<uint64_t>{};
+  // Sets up a version's provider lane and adds its suspects' lanes (kept sorted by account).
+  auto open_version = [&](int version, VersionPool& vp) -> Status {
+    TM_ASSIGN_OR_RETURN(vp.provider.scorer, pools->NewLaneScorer(version, std::nullopt));
+    for (uint64_t account : suspects) {
+      const auto at = std::lower_bound(vp.accounts.begin(), vp.accounts.end(), account,
+                                       [](const auto& e, uint64_t a) { return e.first < a; });
+      if (at != vp.accounts.end() && at->first == account) continue;
+      LaneSum lane;
+      TM_ASSIGN_OR_RETURN(lane.scorer, pools->NewLaneScorer(version, account));
+      vp.accounts.emplace(at, account, std::move(lane));
+    }
+    return Status::Ok();
+  };
   if (pools != nullptr) {
     for (const auto& [key, docs] : flagged_by_account) {
       VersionPool& vp = by_version[key.first];
@@ -915,9 +932,7 @@ Result<MergeReport> MergeShards(const std::string& out_dir, PoolFactory* pools) 
       TM_ASSIGN_OR_RETURN(lane.scorer, pools->NewLaneScorer(key.first, key.second));
       vp.accounts.emplace_back(key.second, std::move(lane));
     }
-    for (auto& [version, vp] : by_version) {
-      TM_ASSIGN_OR_RETURN(vp.provider.scorer, pools->NewLaneScorer(version, std::nullopt));
-    }
+    for (auto& [version, vp] : by_version) TM_RETURN_IF_ERROR(open_version(version, vp));
   }
   uint64_t union_tuples = 0;
   {
@@ -937,10 +952,7 @@ Result<MergeReport> MergeShards(const std::string& out_dir, PoolFactory* pools) 
       if (t.key_version != cached_version) {
         cached_version = t.key_version;
         vp = &by_version[t.key_version];
-        if (!vp->provider.scorer) {
-          TM_ASSIGN_OR_RETURN(vp->provider.scorer,
-                              pools->NewLaneScorer(t.key_version, std::nullopt));
-        }
+        if (!vp->provider.scorer) TM_RETURN_IF_ERROR(open_version(t.key_version, *vp));
       }
       if (t.lane == kPoolProviderLane) {
         vp->provider.sum += vp->provider.scorer->Score(t.context_hash, t.token);
@@ -974,12 +986,14 @@ Result<MergeReport> MergeShards(const std::string& out_dir, PoolFactory* pools) 
     }
     for (const auto& [account, lane] : vp.accounts) {
       const double log10_p = lane.scorer->Log10Tail(lane.sum, lane.count);
-      accounts.push_back(Json{{"account", account},
-                              {"key_version", version},
-                              {"flagged_documents", flagged_by_account[{version, account}]},
-                              {"tuples", lane.count},
-                              {"log10_p_value", log10_p},
-                              {"p_value", p_value(log10_p)}});
+      Json entry{{"account", account},
+                 {"key_version", version},
+                 {"flagged_documents", flagged_by_account[{version, account}]},
+                 {"tuples", lane.count},
+                 {"log10_p_value", log10_p},
+                 {"p_value", p_value(log10_p)}};
+      if (std::binary_search(suspects.begin(), suspects.end(), account)) entry["suspect"] = true;
+      accounts.push_back(std::move(entry));
     }
   }
   corpus["provider"] = std::move(provider);

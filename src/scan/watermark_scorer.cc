@@ -249,6 +249,12 @@ Result<std::unique_ptr<DocumentScorer>> WatermarkScoring::NewScorer() {
       *tokenizer_, std::move(det), eos_ids_, options_, versions_, std::move(probs)));
 }
 
+std::vector<uint64_t> WatermarkScoring::PooledSuspects() const {
+  std::vector<uint64_t> sorted = options_.suspects;
+  std::sort(sorted.begin(), sorted.end());
+  return sorted;
+}
+
 Result<std::unique_ptr<LaneScorer>> WatermarkScoring::NewLaneScorer(
     int key_version, std::optional<uint64_t> account) {
   for (const PoolVersion& v : versions_) {

@@ -46,9 +46,10 @@ for bad in "101,,202" "101,bob" "7,7" "1048576" "@$tmp/missing.txt"; do
   [ "$(wc -l < "$tmp/err")" = 1 ] || fail "--suspects '$bad': error is not one line: $(cat "$tmp/err")"
 done
 
-# scan: rows carry the targeted test; only suspects are named; every planted doc found.
-"$BIN" scan --keyring "$tmp/k" --model "$MODEL" "$PLANTED" --out "$tmp/scan" --suspects 101,202 --quiet > /dev/null
-python3 - "$tmp/scan/results.jsonl" <<'PY' || fail "scan rows"
+# scan: rows carry the targeted test; only suspects are named; every planted doc found. The
+# pooled corpus test covers every suspect, attributed (101, 202) or not (999, who wrote nothing).
+"$BIN" scan --keyring "$tmp/k" --model "$MODEL" "$PLANTED" --out "$tmp/scan" --suspects 101,202,999 --quiet > /dev/null
+python3 - "$tmp/scan/results.jsonl" "$tmp/scan/summary.json" <<'PY' || fail "scan rows"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 assert len(rows) == 5, len(rows)
@@ -57,6 +58,12 @@ for r in rows:
     assert r["account"] in (None, 101, 202), r["account"]
 named = {r["doc_id"]: r["account"] for r in rows if r["account"] is not None}
 assert named == {"wm-0": 101, "wm-1": 202}, named
+pooled = {a["account"]: a for a in json.load(open(sys.argv[2]))["corpus"]["accounts"]}
+assert set(pooled) == {101, 202, 999}, pooled
+for a in (101, 202):
+    assert pooled[a]["suspect"] and pooled[a]["flagged_documents"] == 1 and pooled[a]["log10_p_value"] < -3.5, pooled[a]
+assert pooled[999]["suspect"] and pooled[999]["flagged_documents"] == 0, pooled[999]
+assert pooled[999]["log10_p_value"] > -2 and pooled[999]["tuples"] > 0, pooled[999]
 PY
 # Shards of different lists never merge.
 "$BIN" scan --keyring "$tmp/k" --model "$MODEL" "$PLANTED" --out "$tmp/mix" --suspects 101 --quiet \

@@ -109,6 +109,9 @@ class PoolFactory {
                                                             std::optional<uint64_t> account) = 0;
   // Must equal the ScorerFactory::Identity() of the job being merged (same keys and model).
   virtual std::string Identity() const = 0;
+  // Accounts whose lane the corpus-level test pools whether or not a document was attributed to
+  // them (the scan's suspect list), sorted; empty by default.
+  virtual std::vector<uint64_t> PooledSuspects() const { return {}; }
 };
 
 }  // namespace tracemark::scan

@@ -60,6 +60,7 @@ class WatermarkScoring : public ScorerFactory, public PoolFactory {
 
   Result<std::unique_ptr<DocumentScorer>> NewScorer() override;
   std::string Identity() const override { return identity_; }
+  std::vector<uint64_t> PooledSuspects() const override;
   Result<std::unique_ptr<LaneScorer>> NewLaneScorer(int key_version,
                                                     std::optional<uint64_t> account) override;
   struct PoolVersion;
