@@ -21,35 +21,14 @@ TOKEN_US="${TOKEN_US:-1000}"
 CONNECTIONS="${CONNECTIONS:-256}"
 TASKSET="${TASKSET:-}"
 ENGINE_MS=$(python3 -c "print($TOKENS * $TOKEN_US / 1000)")
-WORK="$(mktemp -d /tmp/tm-gateway-ab.XXXXXX)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 declare -A PORT KEY
 start() {  # variant binary extra-args
-  local v="$1" bin="$2" extra="$3" dir="$WORK/$1"
-  mkdir -p "$dir"
-  "$bin" keyring init "$dir/keyring" >/dev/null
-  KEY[$v]=$("$bin" accounts create bench --db "sqlite:$dir/ledger.db" --keyring "$dir/keyring" \
-    --rpm 10000000 --tpm 1000000000 --tokens-per-day 1000000000000 |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
-  # shellcheck disable=SC2086
-  $TASKSET "$bin" serve --engine mock --mock-token-latency-us "$TOKEN_US" --mock-output-tokens "$TOKENS" \
-    --keyring "$dir/keyring" --db "sqlite:$dir/ledger.db" --host 127.0.0.1 --port 0 $extra 2>"$dir/log" &
-  PIDS+=($!)
-  for _ in $(seq 1 100); do
-    # (the log may not exist yet: the background job creates it)
-    PORT[$v]=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$dir/log" 2>/dev/null | head -1 || true)
-    [ -n "${PORT[$v]}" ] && return 0
-    sleep 0.1
-  done
-  cat "$dir/log" >&2
-  return 1
+  KEY[$1]=$(gw_account "$2" "$WORK/$1")
+  gw_start_mock "$2" "$WORK/$1" "$TOKEN_US" "$TOKENS" "$3" "$TASKSET"
+  PORT[$1]=$GW_PORT
 }
 start A "$BIN_A" "${SERVE_ARGS_A:-}"
 start B "$BIN_B" "${SERVE_ARGS_B:-}"

@@ -25,14 +25,8 @@ LITELLM_HIGH="${LITELLM_HIGH:-1}"
 TM="$BUILD/tracemark"
 LOAD="$BUILD/bench/gateway/gateway_load"
 ENGINE_MS=$(python3 -c "print($TOKENS * $TOKEN_US / 1000)")
-WORK="$(mktemp -d /tmp/tm-gateway-bench.XXXXXX)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 wait_port() {  # file-with-port-line or port, timeout seconds
   local deadline=$(( $(date +%s) + $2 ))
@@ -44,31 +38,12 @@ wait_port() {  # file-with-port-line or port, timeout seconds
   return 1
 }
 
-start_mock() {  # name token_us tokens -> sets PORT
-  local log="$WORK/$1.log"
-  "$TM" serve --engine mock --mock-token-latency-us "$2" --mock-output-tokens "$3" --keyring "$WORK/keyring" \
-    --db "sqlite:$WORK/ledger.db" --host 127.0.0.1 --port 0 2>"$log" &
-  PIDS+=($!)
-  for _ in $(seq 1 100); do
-    PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$log" | head -1)
-    [ -n "$PORT" ] && return 0
-    sleep 0.1
-  done
-  cat "$log" >&2
-  return 1
-}
-
-"$TM" keyring init "$WORK/keyring" >/dev/null
-# Limits and quotas on, high enough not to refuse the benchmark's own traffic; creating the account
-# writes an audit entry, and every request is metered through the usage journal.
-KEY=$("$TM" accounts create bench --db "sqlite:$WORK/ledger.db" --keyring "$WORK/keyring" \
-  --rpm 10000000 --tpm 1000000000 --tokens-per-day 1000000000000 |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+KEY=$(gw_account "$TM" "$WORK")
 
 echo "# machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# mock: $TOKENS tokens x $TOKEN_US us = $ENGINE_MS ms per reply"
-start_mock ours "$TOKEN_US" "$TOKENS"
-OURS_PORT=$PORT
+gw_start_mock "$TM" "$WORK" "$TOKEN_US" "$TOKENS"
+OURS_PORT=$GW_PORT
 COMMON=(--key "$KEY" --model mock --max-tokens "$TOKENS" --duration "$DURATION" --warmup "$WARMUP"
         --connections "$CONNECTIONS" --engine-ms "$ENGINE_MS")
 echo "## tracemark at $RPS rps"
@@ -108,7 +83,7 @@ fi
 
 # Held SSE streams: a fresh mock with long streams (STREAM_TOKENS x STREAM_TOKEN_US each).
 kill "${PIDS[0]}" 2>/dev/null || true
-start_mock streams "$STREAM_TOKEN_US" "$STREAM_TOKENS"
+gw_start_mock "$TM" "$WORK" "$STREAM_TOKEN_US" "$STREAM_TOKENS"
 echo "## tracemark: $STREAMS concurrent SSE streams of $STREAM_TOKENS tokens x $STREAM_TOKEN_US us"
-"$LOAD" --port "$PORT" --key "$KEY" --model mock --max-tokens "$STREAM_TOKENS" --streams "$STREAMS" \
+"$LOAD" --port "$GW_PORT" --key "$KEY" --model mock --max-tokens "$STREAM_TOKENS" --streams "$STREAMS" \
   --stream-hold-s "$(python3 -c "print($STREAM_TOKENS * $STREAM_TOKEN_US / 1e6)")" | sed 's/^/tracemark /' || true
