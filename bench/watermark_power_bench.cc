@@ -390,6 +390,23 @@ void Report(const Options& opt, const std::vector<Cell>& cells) {
 }
 
 
+// What the oracle analyses know about an answer: its scheme, the keys of the bench keyring's
+// version 1 and the generating account's lane key.
+struct OracleKeys {
+  wm::SchemeParams params;
+  wm::SchemeKeys keys;
+  uint64_t account_key = 0;
+};
+
+OracleKeys OracleKeysOf(const Options& opt, const Sequence& s) {
+  const wm::Keyring ring = MakeKeyring(s.spec, opt.secret_fill);
+  auto params = wm::ParseSchemeSpec(s.spec);
+  auto keys = ring.DeriveSchemeKeys(1);
+  auto akey = ring.DeriveAccountKey(1, s.account);
+  if (!params.ok() || !keys.ok() || !akey.ok()) Die(tmk::InvalidArgument("analysis: bad keyring"));
+  return {*params, *keys, *akey};
+}
+
 // Where the evidence of a Gumbel cell goes: tests computed with oracle knowledge of every tuple's
 // key (the generating account), so lane splits, score functions, the unkeyed share and an
 // entropy filter can be compared on the same generations. Raw p-values (no correction for the
@@ -428,11 +445,10 @@ void AnalyzeGumbel(const Options& opt, const Cell& c) {
   constexpr int kVariants = static_cast<int>(std::size(v));
   const double log_threshold = std::log(1e-6);
   for (const Sequence* s : c.seqs) {
-    wm::Keyring ring = MakeKeyring(s->spec, opt.secret_fill);
-    auto params = wm::ParseSchemeSpec(s->spec);
-    auto keys = ring.DeriveSchemeKeys(1);
-    auto akey = ring.DeriveAccountKey(1, s->account);
-    if (!params.ok() || !keys.ok() || !akey.ok()) Die(tmk::InvalidArgument("analysis: bad keyring"));
+    const OracleKeys ok = OracleKeysOf(opt, *s);
+    const auto params = &ok.params;
+    const auto keys = &ok.keys;
+    const auto akey = &ok.account_key;
     const size_t h = static_cast<size_t>(params->context_width);
     wm::TupleSet seen;
     // Per variant: running (count, sum -log(1-u), sum -log u).
@@ -691,11 +707,10 @@ void AnalyzeStatistics(const Options& opt, tmk::Model& model, const Cell& c) {
   const double log_threshold = std::log(1e-6);
   for (const Sequence* s : c.seqs) {
     const TokenProbe& probe = CachedProbe(opt, model, s);
-    wm::Keyring ring = MakeKeyring(s->spec, opt.secret_fill);
-    auto params = wm::ParseSchemeSpec(s->spec);
-    auto keys = ring.DeriveSchemeKeys(1);
-    auto akey = ring.DeriveAccountKey(1, s->account);
-    if (!params.ok() || !keys.ok() || !akey.ok()) Die(tmk::InvalidArgument("analysis: bad keyring"));
+    const OracleKeys ok = OracleKeysOf(opt, *s);
+    const auto params = &ok.params;
+    const auto keys = &ok.keys;
+    const auto akey = &ok.account_key;
     const size_t h = static_cast<size_t>(params->context_width);
     wm::TupleSet seen;
     std::vector<Tup> tups;
@@ -770,11 +785,10 @@ void AnalyzeCandidates(const Options& opt, tmk::Model& model, const Cell& c, dou
   std::vector<double> ranks[3];
   for (const Sequence* s : c.seqs) {
     const TokenProbe& probe = CachedProbe(opt, model, s);
-    wm::Keyring ring = MakeKeyring(s->spec, opt.secret_fill);
-    auto params = wm::ParseSchemeSpec(s->spec);
-    auto keys = ring.DeriveSchemeKeys(1);
-    auto akey = ring.DeriveAccountKey(1, s->account);
-    if (!params.ok() || !keys.ok() || !akey.ok()) Die(tmk::InvalidArgument("analysis: bad keyring"));
+    const OracleKeys ok = OracleKeysOf(opt, *s);
+    const auto params = &ok.params;
+    const auto keys = &ok.keys;
+    const auto akey = &ok.account_key;
     const int digits = params->payload_digits;
     const size_t h = static_cast<size_t>(params->context_width);
     for (int li = 0; li < 3; ++li) {
