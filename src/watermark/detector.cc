@@ -505,7 +505,8 @@ Result<Detection> Detector::DetectVersion(size_t vi, std::span<const int32_t> to
     det.attribution_in_spans = true;
   }
   if (targeted) {
-    // Scored by ScoreSuspects above.
+    // ScoreSuspects above set log_combined (the targeted test) and the attribution; the final
+    // else below must not overwrite it.
   } else if (gate && !account_tuples_.empty() && !payload_tuples_.empty()) {
     SumPayloadDigits(vs, DecodeScore);
     const int k = std::clamp(options.max_candidates, 1, kMaxCandidatesLimit);
