@@ -1,5 +1,7 @@
 #include "tracemark/watermark/stats.h"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -125,6 +127,110 @@ double LogGammaLowerTail(int64_t n, double x) {
   if (std::isinf(x)) return 0.0;
   if (x < a + 1.0) return LogLowerGammaSeries(a, x);
   return std::log1p(-std::exp(LogUpperGammaFraction(a, x)));
+}
+
+namespace {
+
+// log(exp(a) + exp(b)) without overflow.
+double LogAdd(double a, double b) {
+  if (a < b) std::swap(a, b);
+  if (b == -std::numeric_limits<double>::infinity()) return a;
+  return a + std::log1p(std::exp(b - a));
+}
+
+// Chernoff bound on log P(sum_j w_j G_j <= x): min over t >= 0 of t x - sum_j n_j log(1 + t w_j)
+// (the moment generating function of -w G is (1 + t w)^-n). The objective is convex in t; its
+// derivative x - sum n_j w_j / (1 + t w_j) increases from x - E[sum] to x, so for x below the mean
+// the root is found by bisection on log t.
+double LogWeightedChernoff(std::span<const double> w, std::span<const int64_t> n, double x) {
+  double mean = 0;
+  for (size_t j = 0; j < w.size(); ++j) mean += static_cast<double>(n[j]) * w[j];
+  if (x >= mean) return 0.0;
+  auto derivative = [&](double t) {
+    double d = x;
+    for (size_t j = 0; j < w.size(); ++j) d -= static_cast<double>(n[j]) * w[j] / (1.0 + t * w[j]);
+    return d;
+  };
+  double lo = 0.0, hi = 1.0;
+  while (derivative(hi) < 0.0 && hi < 1e300) hi *= 2.0;
+  for (int i = 0; i < 200 && hi - lo > 1e-15 * hi; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (derivative(mid) < 0.0 ? lo : hi) = mid;
+  }
+  const double t = hi;
+  double v = t * x;
+  for (size_t j = 0; j < w.size(); ++j) v -= static_cast<double>(n[j]) * std::log1p(t * w[j]);
+  return std::min(v, 0.0);
+}
+
+}  // namespace
+
+double LogWeightedGammaLowerTail(std::span<const double> weights, std::span<const int64_t> counts, double x) {
+  constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+  std::array<double, kMaxWeightLevels> w{};
+  std::array<int64_t, kMaxWeightLevels> n{};
+  size_t levels = 0;
+  int64_t rho = 0;
+  for (size_t j = 0; j < weights.size() && j < counts.size() && levels < kMaxWeightLevels; ++j) {
+    if (counts[j] <= 0) continue;
+    if (!(weights[j] > 0.0) || std::isinf(weights[j])) return 0.0;  // invalid level: p = 1
+    w[levels] = weights[j];
+    n[levels] = counts[j];
+    rho += counts[j];
+    ++levels;
+  }
+  if (levels == 0 || std::isnan(x)) return 0.0;
+  if (x <= 0.0) return kNegInf;
+  if (std::isinf(x)) return 0.0;
+  const std::span<const double> ws(w.data(), levels);
+  const std::span<const int64_t> ns(n.data(), levels);
+  const double b1 = *std::min_element(ws.begin(), ws.end());
+  const double y = x / b1;
+  // Mixture form: sum_j w_j G_j = b1 * Gamma(rho + K, 1) with P(K = k) = pi_k, pi_k = C delta_k,
+  // C = prod (b1 / w_j)^n_j, delta_0 = 1, delta_k = (1/k) sum_{i=1..k} g_i delta_{k-i} and
+  // g_i = sum_j n_j r_j^i, r_j = 1 - b1 / w_j. So P(sum <= x) = sum_k pi_k P(Gamma(rho + k) <= y),
+  // every term positive, and the remainder after k terms is at most P(Gamma(rho + k + 1) <= y)
+  // (the lower tail falls with the shape; the pi_k sum to 1). Since g is a sum of geometric
+  // sequences, sum_i g_i delta_{k-i} = sum_j n_j s_j(k) with s_j(k) = r_j (s_j(k-1) + delta_{k-1}):
+  // O(levels) per term instead of O(k).
+  double log_c = 0;
+  std::array<double, kMaxWeightLevels> r{}, sj{};
+  bool all_equal = true;
+  for (size_t j = 0; j < levels; ++j) {
+    log_c += static_cast<double>(n[j]) * std::log(b1 / w[j]);
+    r[j] = 1.0 - b1 / w[j];
+    all_equal = all_equal && r[j] == 0.0;
+  }
+  if (all_equal) return LogGammaLowerTail(rho, y);
+  const double chernoff = LogWeightedChernoff(ws, ns, x);
+  // Terms needed: until the shape rho + k passes y by a margin (then the gamma tail falls fast).
+  if (y - static_cast<double>(rho) > 0.8 * kMaxWeightedSeriesTerms) return chernoff;
+  constexpr double kRescale = 1e200;
+  const double log_rescale = std::log(kRescale);
+  double delta = 1.0;    // delta_{k-1}, stored divided by exp(log_scale)
+  double log_scale = 0;  // and so is every s_j
+  double log_sum = log_c + LogGammaLowerTail(rho, y);
+  double bound = 0;
+  for (int k = 1; k <= kMaxWeightedSeriesTerms; ++k) {
+    double dk = 0;
+    for (size_t j = 0; j < levels; ++j) {
+      sj[j] = r[j] * (sj[j] + delta);
+      dk += static_cast<double>(n[j]) * sj[j];
+    }
+    delta = dk / k;
+    if (delta > kRescale) {
+      delta /= kRescale;
+      for (size_t j = 0; j < levels; ++j) sj[j] /= kRescale;
+      log_scale += log_rescale;
+    }
+    if (delta > 0.0) {
+      log_sum = LogAdd(log_sum, log_c + std::log(delta) + log_scale + LogGammaLowerTail(rho + k, y));
+    }
+    bound = LogGammaLowerTail(rho + k + 1, y);
+    if (static_cast<double>(rho + k) > y && bound < log_sum - 40.0) break;
+  }
+  const double series = std::min(0.0, LogAdd(log_sum, bound));
+  return std::min(series, chernoff);
 }
 
 double LogBinomialUpperTail(int64_t k, int64_t n, double p) {

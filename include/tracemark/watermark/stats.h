@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 namespace tracemark::watermark {
 
@@ -20,6 +21,22 @@ double LogGammaUpperTail(int64_t n, double x);
 // n independent -log(u), u ~ U(0,1), is Gamma(n, 1); bench/watermark_power_bench compares this
 // low-entropy direction with the shipped upper tail of -log(1-u) (it is weaker on real text).
 double LogGammaLowerTail(int64_t n, double x);
+
+// log P(sum_j w_j G_j <= x) for independent G_j ~ Gamma(counts[j], 1) and weights w_j > 0: the
+// lower tail of a weighted sum of i.i.d. Exp(1) scores (a likelihood-weighted Gumbel test, which
+// bench/watermark_power_bench --stats compares with the shipped one; it is weaker on real answers,
+// docs/watermark.md). Levels with count 0 are ignored; 0 (p = 1) when every count is 0, when x is
+// NaN or when a counted level's weight is not finite and positive; -inf when x <= 0.
+// Computed from the exact mixture series of Moschopoulos (1985) with the truncated remainder
+// bounded from above, and, where the series would need more than kMaxWeightedSeriesTerms terms (long
+// texts: about (x / min w) - sum(counts) terms), from the Chernoff bound
+// min_t [t x - sum_j counts[j] log(1 + t w_j)]; the smaller of the bounds that were computed is
+// returned. Either way the result is never below the true log p (a valid, conservative p-value)
+// and, where the series converged, equal to it to about 1e-12 relative. weights and counts have
+// the same size (at most kMaxWeightLevels).
+inline constexpr int kMaxWeightedSeriesTerms = 100000;
+inline constexpr size_t kMaxWeightLevels = 64;
+double LogWeightedGammaLowerTail(std::span<const double> weights, std::span<const int64_t> counts, double x);
 
 // log P(Binomial(n, p) >= k); 0 when k <= 0; -inf only when k > n (impossible count).
 double LogBinomialUpperTail(int64_t k, int64_t n, double p);
