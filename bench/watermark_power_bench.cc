@@ -5,8 +5,9 @@
 //
 //   watermark_power_bench MODEL [--prompts N] [--tokens N] [--threads N] [--cache FILE]
 //                         [--schemes a,b,..] [--temperatures 0.7,1.0] [--secret-fill B]
-//                         [--analyze 1] [--dump-text FILE] [--stats 1] [--filter 1]
-//                         [--candidates P] [--probe-prefix 1] [--quality 1] [--robustness 1]
+//                         [--analyze 1] [--dump-text FILE] [--stats 1] [--dump-tuples FILE]
+//                         [--filter 1] [--per-answer 1] [--suspects N] [--candidates P]
+//                         [--probe-prefix 1] [--quality 1] [--robustness 1]
 //
 // Default schemes: gumbel (the default, 4/2/2 lanes), gumbel:lanes=6/1/1, kgw-lefthash,
 // kgw-selfhash, synthid; "none" generates without a watermark. --analyze 1 adds,
@@ -17,10 +18,12 @@
 // compares "is it ours?" statistics on Gumbel cells: lanes (provider; provider + account and all
 // lanes with oracle keys), key-independent filters (token probability p1 at T = 1 or after the
 // sampler's transform, model entropy, sampling entropy) and score functions with exact tails
-// (Gamma upper -log(1-u), Gamma lower -log u, binomial counts of u > d), then the shipped
+// (Gamma upper -log(1-u), Gamma lower -log u, binomial counts of u > d, the likelihood-weighted
+// lower tail of sum (1/p1 - 1)(-log u); --dump-tuples FILE appends every scored tuple), then the shipped
 // Detector with the token-probability filter at several thresholds. --filter 1: the main tables,
 // then only that last table (filter thresholds, accounts named at 200 and --tokens) per cell;
-// --per-answer 1 adds one line per answer at 200 tokens with the 0.5 filter (log10 p, tuples).
+// --per-answer 1 adds one line per answer at 200 tokens with the 0.5 filter (log10 p, tuples);
+// --suspects N runs that table as targeted detection (the writer and N - 1 other accounts).
 // --candidates P (instead of
 // the main tables): rank of the true account among all ids by the payload lane (tokens with
 // p1 <= P) and "provider + account lane of ranked candidates" under several weighted Bonferroni
@@ -99,8 +102,12 @@ struct Options {
   std::string dump_text;
   bool analyze = false;
   bool stats = false;  // --stats 1: AnalyzeStatistics on every Gumbel cell
+  std::string dump_tuples;  // --dump-tuples FILE (with --stats 1): every scored tuple, TSV
   bool filter = false;  // --filter 1: the main tables, then ProbFilterRows on every cell
   bool per_answer = false;  // --per-answer 1: ProbFilterRows also prints each answer at 200 tokens
+  // --suspects N: ProbFilterRows runs targeted detection with N suspects: the writer and the
+  // accounts of N - 1 other prompts (which wrote other answers of the cell).
+  int suspects = 0;
   double candidates = 0;  // --candidates P: AnalyzeCandidates with p(token) <= P, then exit
   bool probe_prefix = false;
   bool quality = false;     // --quality 1: QualityReport instead of the main tables
@@ -662,13 +669,19 @@ void AnalyzeStatistics(const Options& opt, tmk::Model& model, const Cell& c) {
     double u;
     float p1, ps, ent, gen_ent;
   };
-  enum Score { kArs, kLog, kInd };
+  enum Score { kArs, kLog, kInd, kWlr };
   struct Variant {
     std::string name;
     int lanes;  // 1 provider, 2 payload (oracle digit), 4 account (oracle key)
     std::function<bool(const Tup&)> keep;
     Score score = kArs;
     double ind = 0.5;
+    // kWlr: likelihood-weighted -log u. A Gumbel-max choice of probability p has u = U^p, so the
+    // likelihood ratio against u ~ U(0,1) is (1/p) u^(1/p - 1): the optimal statistic for known p
+    // is sum (1/p - 1)(-log u), small under H1. Weight (1 - p1) / p1, capped at wlr_max and
+    // rounded down to a 2^(1/2) grid (weights below 2^-3 dropped); exact lower tail of the
+    // weighted sum (LogWeightedGammaLowerTail).
+    double wlr_max = 8;
     int detected[kNumLengths] = {};
     double tuples200 = 0, lp200 = 0;
     std::vector<double> lps200;
@@ -700,11 +713,22 @@ void AnalyzeStatistics(const Options& opt, tmk::Model& model, const Cell& c) {
     add(ln + " ars genent>=0.3 (oracle)", lanes, [](const Tup& t) { return t.gen_ent >= 0.3f; });
   }
   add("P log p1<=0.9", 1, [](const Tup& t) { return t.p1 <= 0.9; }, kLog);
+  for (int lanes : {1, 7}) {
+    const std::string ln = lanes == 1 ? "P" : "all(oracle)";
+    for (double pmax : {0.5, 0.7, 0.9}) {
+      for (double wmax : {1.0, 2.0, 4.0, 8.0}) {
+        add(ln + " wlr p1<=" + std::to_string(pmax).substr(0, 4) + " w<=" + std::to_string(static_cast<int>(wmax)),
+            lanes, [pmax](const Tup& t) { return t.p1 <= pmax; }, kWlr);
+        v.back().wlr_max = wmax;
+      }
+    }
+  }
   for (double d : {0.5, 0.8, 0.9, 0.95}) {
     add("P ind u>" + std::to_string(d).substr(0, 4) + " p1<=0.9", 1,
                  [](const Tup& t) { return t.p1 <= 0.9; }, kInd, d);
   }
   const double log_threshold = std::log(1e-6);
+  FILE* dump = opt.dump_tuples.empty() ? nullptr : std::fopen(opt.dump_tuples.c_str(), "a");
   for (const Sequence* s : c.seqs) {
     const TokenProbe& probe = CachedProbe(opt, model, s);
     const OracleKeys ok = OracleKeysOf(opt, *s);
@@ -720,14 +744,26 @@ void AnalyzeStatistics(const Options& opt, tmk::Model& model, const Cell& c) {
       const uint32_t w = LaneWord(*keys, *akey, info, s->tokens[i], s->account);
       tups.push_back({i, info.lane, wm::WordToUniform(w), probe.p1[i], probe.p_sampled[i], probe.entropy[i],
                       s->entropy[i]});
+      if (dump != nullptr) {
+        std::fprintf(dump, "%s\t%.1f\t%d\t%zu\t%d\t%.17g\t%.9g\t%.9g\t%.9g\t%.9g\t%c\n", s->spec.c_str(),
+                     static_cast<double>(s->temperature), s->prompt, i, static_cast<int>(info.lane), tups.back().u,
+                     static_cast<double>(probe.p1[i]), static_cast<double>(probe.p_sampled[i]),
+                     static_cast<double>(probe.entropy[i]), static_cast<double>(s->entropy[i]),
+                     i < s->flags.size() ? s->flags[i] : '?');
+      }
     }
+    constexpr int kGrid = 18;  // weights 2^((j - 6) / 2), j = 0..17: 1/8 .. 2^5.5
+    std::array<double, kGrid> grid{};
+    for (int j = 0; j < kGrid; ++j) grid[static_cast<size_t>(j)] = std::exp2((j - 6) / 2.0);
     for (Variant& x : v) {
       size_t li = 0;
       double n = 0, sum = 0;
+      std::array<int64_t, kGrid> level_counts{};
       auto finish = [&](int l) {
         double lp = 0;
         const auto cnt = static_cast<int64_t>(n);
-        if (x.score == kArs) lp = wm::LogGammaUpperTail(cnt, sum);
+        if (x.score == kWlr) lp = wm::LogWeightedGammaLowerTail(grid, level_counts, sum);
+        else if (x.score == kArs) lp = wm::LogGammaUpperTail(cnt, sum);
         else if (x.score == kLog) lp = wm::LogGammaLowerTail(cnt, sum);
         else lp = wm::LogBinomialUpperTail(std::llround(sum), cnt, 1.0 - x.ind);
         x.detected[l] += cnt > 0 && lp < log_threshold;
@@ -740,6 +776,16 @@ void AnalyzeStatistics(const Options& opt, tmk::Model& model, const Cell& c) {
         while (li < kNumLengths && t.i >= static_cast<size_t>(kLengths[li])) finish(static_cast<int>(li++));
         const int bit = t.lane == wm::Lane::kProvider ? 1 : t.lane == wm::Lane::kPayload ? 2 : 4;
         if ((x.lanes & bit) == 0 || !x.keep(t)) continue;
+        if (x.score == kWlr) {
+          const double p = std::max(1e-6, static_cast<double>(t.p1));
+          const double w = std::min((1.0 - p) / p, x.wlr_max);
+          if (w < grid[0]) continue;
+          const auto j = static_cast<size_t>(std::min<double>(kGrid - 1, std::floor(2.0 * std::log2(w)) + 6));
+          ++level_counts[j];
+          sum += grid[j] * -std::log(t.u);
+          n += 1;
+          continue;
+        }
         n += 1;
         if (x.score == kArs) sum += -std::log1p(-t.u);
         else if (x.score == kLog) sum += -std::log(t.u);
@@ -748,6 +794,7 @@ void AnalyzeStatistics(const Options& opt, tmk::Model& model, const Cell& c) {
       while (li < kNumLengths && static_cast<size_t>(kLengths[li]) <= s->tokens.size()) finish(static_cast<int>(li++));
     }
   }
+  if (dump != nullptr) std::fclose(dump);
   std::printf("\nStatistics, %s T=%.1f: TPR at raw p < 1e-6 (p1: model prob of the token over the text alone at T=1;\n"
               "ps: same after T=%.1f, top-k %d, top-p %.2f; ent1: model entropy at T=1; genent: sampling entropy)\n\n",
               c.scheme.c_str(), c.temperature, kProbeTemperature, kTopK, kTopP);
@@ -887,11 +934,20 @@ void ProbFilterRows(const Options& opt, tmk::Model& model, const Cell& c) {
   int attributed[kRows] = {}, wrong[kRows] = {}, attributed200[kRows] = {}, wrong200[kRows] = {};
   std::vector<double> lp200[kRows];
   double scored200[kRows] = {};
+  const bool null_cell = c.scheme == kNoWatermark;
+  int below2[kRows][kNumLengths] = {}, below3[kRows][kNumLengths] = {};  // null cells: p < 1e-2, 1e-3
   for (const Sequence* s : c.seqs) {
     const TokenProbe& probe = CachedProbe(opt, model, s);
-    wm::Keyring ring = MakeKeyring(s->spec, opt.secret_fill);
+    // Unwatermarked answers ("none") are tested against the default scheme's keyring: a
+    // false-positive check on real answers of the same model.
+    wm::Keyring ring = MakeKeyring(null_cell ? std::string(wm::kDefaultSchemeSpec) : s->spec, opt.secret_fill);
     auto det = wm::Detector::Create(ring);
     if (!det.ok()) Die(det.status());
+    std::vector<uint64_t> suspects;
+    for (int q = 0; static_cast<int>(suspects.size()) < opt.suspects; ++q) {
+      const auto& other = c.seqs[static_cast<size_t>((s->prompt + q) % static_cast<int>(c.seqs.size()))];
+      suspects.push_back(other->account);
+    }
     for (size_t t = 0; t < kRows; ++t) {
       for (int li = 0; li < kNumLengths; ++li) {
         if (static_cast<int>(s->tokens.size()) < kLengths[li]) continue;
@@ -899,9 +955,12 @@ void ProbFilterRows(const Options& opt, tmk::Model& model, const Cell& c) {
         wm::DetectOptions o;
         if (kThresholds[t] < 1.0) o.token_prob = std::span<const float>(probe.p1).first(len);
         o.max_token_prob = kThresholds[t];
+        o.suspects = suspects;
         auto d = det->Detect(std::span<const int32_t>(s->tokens).first(len), o);
         if (!d.ok()) Die(d.status());
         detected[t][li] += d->watermarked;
+        below2[t][li] += d->log10_p_value < -2.0;
+        below3[t][li] += d->log10_p_value < -3.0;
         if (kLengths[li] == 200 && opt.per_answer && kThresholds[t] == kDefaultFilter) {
           std::set<std::pair<int32_t, int32_t>> distinct;  // distinct 2-grams: a loop has few
           for (size_t i = 1; i < len; ++i) distinct.insert({s->tokens[i - 1], s->tokens[i]});
@@ -912,15 +971,35 @@ void ProbFilterRows(const Options& opt, tmk::Model& model, const Cell& c) {
         if (kLengths[li] == 200) {
           scored200[t] += static_cast<double>(d->tokens_scored);
           lp200[t].push_back(d->log10_p_value);
-          if (d->account) (*d->account == s->account ? attributed200[t] : wrong200[t]) += 1;
+          if (d->account) (*d->account == s->account && !null_cell ? attributed200[t] : wrong200[t]) += 1;
         }
-        if (kLengths[li] == opt.tokens && d->account) (*d->account == s->account ? attributed[t] : wrong[t]) += 1;
+        if (kLengths[li] == opt.tokens && d->account) {
+          (*d->account == s->account && !null_cell ? attributed[t] : wrong[t]) += 1;
+        }
       }
     }
   }
+  if (null_cell) {
+    std::printf("\nUnwatermarked answers, T=%.1f, against the default scheme's keyring%s: shipped Detector,\n"
+                "answers with reported p < 1e-2 / p < 1e-3 (expected at most %.1f / %.2f of %zu), accounts named\n\n",
+                c.temperature, opt.suspects > 0 ? (" (targeted, " + std::to_string(opt.suspects) + " suspects)").c_str() : "",
+                0.01 * static_cast<double>(c.seqs.size()),
+                0.001 * static_cast<double>(c.seqs.size()), c.seqs.size());
+    std::printf("| max token prob | 25 | 50 | 100 | 200 | 400 | named@200 | named@%d |\n|---|---|---|---|---|---|---|---|\n",
+                opt.tokens);
+    for (size_t t = 0; t < kRows; ++t) {
+      std::printf("| %s |", kThresholds[t] < 1.0 ? std::to_string(kThresholds[t]).substr(0, 3).c_str() : "off");
+      for (int li = 0; li < kNumLengths; ++li) std::printf(" %d / %d |", below2[t][li], below3[t][li]);
+      std::printf(" %d | %d |\n", wrong200[t], wrong[t]);
+    }
+    std::fflush(stdout);
+    return;
+  }
   std::printf("\nToken-probability filter, %s T=%.1f (%s): shipped Detector, TPR at reported p < 1e-6;\n"
-              "p(token) from the model over the text alone (temperature 1), tuples above the threshold not scored\n\n",
+              "p(token) from the model over the text alone (temperature 1), tuples above the threshold not scored",
               c.scheme.c_str(), c.temperature, c.seqs.front()->spec.c_str());
+  if (opt.suspects > 0) std::printf("; targeted: the writer among %d suspects", opt.suspects);
+  std::printf("\n\n");
   std::printf("| max token prob | 25 | 50 | 100 | 200 | 400 | tuples scored@200 | median log10 p@200 | attributed@200 (wrong) |"
               " attributed@%d (wrong) |\n|---|---|---|---|---|---|---|---|---|---|\n", opt.tokens);
   for (size_t t = 0; t < kRows; ++t) {
@@ -1394,8 +1473,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: watermark_power_bench MODEL [--prompts N] [--tokens N] [--threads N] [--cache FILE]\n"
                  "       [--schemes a,b,..] [--temperatures 0.7,1.0] [--secret-fill B] [--analyze 1]\n"
-                 "       [--dump-text FILE] [--stats 1] [--filter 1] [--per-answer 1] [--candidates P] [--probe-prefix 1]\n"
-                 "       [--quality 1] [--robustness 1]\n");
+                 "       [--dump-text FILE] [--stats 1] [--dump-tuples FILE] [--filter 1] [--per-answer 1] [--suspects N]\n"
+                 "       [--candidates P] [--probe-prefix 1] [--quality 1] [--robustness 1]\n");
     return 2;
   }
   Options opt;
@@ -1409,8 +1488,10 @@ int main(int argc, char** argv) {
     else if (k == "--dump-text") opt.dump_text = v;
     else if (k == "--analyze") opt.analyze = v == "1";
     else if (k == "--stats") opt.stats = v == "1";
+    else if (k == "--dump-tuples") opt.dump_tuples = v;
     else if (k == "--filter") opt.filter = v == "1";
     else if (k == "--per-answer") opt.per_answer = v == "1";
+    else if (k == "--suspects") opt.suspects = std::atoi(v.c_str());
     else if (k == "--candidates") opt.candidates = std::atof(v.c_str());
     else if (k == "--probe-prefix") opt.probe_prefix = v == "1";
     else if (k == "--quality") opt.quality = v == "1";
@@ -1424,6 +1505,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "watermark_power_bench: unknown option %s\n", k.c_str());
       return 2;
     }
+  }
+  if (opt.suspects < 0 || opt.suspects > opt.prompts) {
+    std::fprintf(stderr, "watermark_power_bench: --suspects must be in [0, --prompts]\n");
+    return 2;
   }
   if (opt.prompts < 1 || opt.prompts > static_cast<int>(std::size(kPrompts)) || opt.tokens < 1 ||
       opt.tokens > 4096) {
@@ -1539,9 +1624,7 @@ int main(int argc, char** argv) {
   }
   Report(opt, cells);
   if (opt.filter) {
-    for (const Cell& c : cells) {
-      if (c.scheme != kNoWatermark) ProbFilterRows(opt, **model, c);
-    }
+    for (const Cell& c : cells) ProbFilterRows(opt, **model, c);
   }
   if (opt.analyze) {
     for (const Cell& c : cells) {
