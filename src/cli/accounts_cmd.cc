@@ -1,15 +1,18 @@
 // `tracemark accounts {create,list,show,suspend,reinstate,terminate,throttle,unthrottle,
 // rotate-key,revoke-key,set-limits}`: the admin CLI over the ledger. Mutations are audit-logged
-// with actor "cli:<user>". Output is JSON on stdout.
+// with actor "cli:<user>". Output is JSON on stdout (`list --ids`: one id per line).
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
+#include "tracemark/policy/account_state.h"
 #include "tracemark/policy/server_keys.h"
 
 namespace tracemark::cli {
@@ -27,6 +30,8 @@ struct AccountsArgs {
   int64_t tpm = policy::kDefaultTokensPerMinute;
   int64_t tokens_per_day = 0;
   int64_t tokens_per_month = 0;
+  std::vector<std::string> states;  // list --state: keep accounts in these states
+  bool ids_only = false;            // list --ids: one id per line (the `--suspects @FILE` format)
 };
 
 std::string Actor() {
@@ -65,12 +70,26 @@ Status RunCreate(const AccountsArgs& a) {
   return Status::Ok();
 }
 
+// `--state suspended --ids` turns the accounts under investigation into a suspect list for
+// `detect`/`scan --suspects @FILE` (docs/cli.md).
 Status RunList(const AccountsArgs& a) {
+  std::set<std::string> keep;
+  for (const std::string& name : a.states) {
+    TM_ASSIGN_OR_RETURN(policy::AccountState st, policy::ParseAccountState(name));
+    keep.insert(std::string(policy::AccountStateName(st)));
+  }
   TM_ASSIGN_OR_RETURN(std::unique_ptr<ledger::LedgerStore> store, ledger::OpenLedgerStore(a.db));
   TM_ASSIGN_OR_RETURN(std::vector<ledger::AccountRecord> accounts, store->ListAccounts());
   nlohmann::json arr = nlohmann::json::array();
-  for (const auto& acct : accounts) arr.push_back(AccountJson(acct));
-  Print(arr);
+  for (const auto& acct : accounts) {
+    if (!keep.empty() && keep.count(acct.state) == 0) continue;
+    if (a.ids_only) {
+      std::printf("%s\n", acct.id.c_str());
+    } else {
+      arr.push_back(AccountJson(acct));
+    }
+  }
+  if (!a.ids_only) Print(arr);
   return Status::Ok();
 }
 
@@ -160,6 +179,10 @@ void AddAccountsCommand(CLI::App& app, int* exit_code) {
   create->callback([args, run] { run("accounts create", RunCreate(*args)); });
 
   CLI::App* list = cmd->add_subcommand("list", "List accounts");
+  list->add_option("--state", args->states,
+                   "Only accounts in these states (active, throttled, suspended, reinstated, terminated)")
+      ->delimiter(',');
+  list->add_flag("--ids", args->ids_only, "Print one account id per line (a --suspects @FILE list) instead of JSON");
   common(list, false);
   list->callback([args, run] { run("accounts list", RunList(*args)); });
 
