@@ -171,9 +171,11 @@ double LogWeightedGammaLowerTail(std::span<const double> weights, std::span<cons
   std::array<int64_t, kMaxWeightLevels> n{};
   size_t levels = 0;
   int64_t rho = 0;
-  for (size_t j = 0; j < weights.size() && j < counts.size() && levels < kMaxWeightLevels; ++j) {
+  if (weights.size() != counts.size()) return 0.0;  // invalid input: p = 1
+  for (size_t j = 0; j < weights.size(); ++j) {
     if (counts[j] <= 0) continue;
-    if (!(weights[j] > 0.0) || std::isinf(weights[j])) return 0.0;  // invalid level: p = 1
+    // An invalid level, or more levels than the arrays hold: no evidence (p = 1), never p = 0.
+    if (!(weights[j] > 0.0) || std::isinf(weights[j]) || levels == kMaxWeightLevels) return 0.0;
     w[levels] = weights[j];
     n[levels] = counts[j];
     rho += counts[j];

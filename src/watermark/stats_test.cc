@@ -157,6 +157,14 @@ TEST(Stats, WeightedLowerTailSpecialCases) {
   EXPECT_EQ(LogWeightedGammaLowerTail(bad, n, 1.0), 0.0);
   EXPECT_EQ(LogWeightedGammaLowerTail(inf, n, 1.0), 0.0);
   EXPECT_EQ(LogWeightedGammaLowerTail(bad, zero, 1.0), 0.0);
+  const std::vector<int64_t> one = {3};
+  EXPECT_EQ(LogWeightedGammaLowerTail(w, one, 1.0), 0.0);  // sizes differ
+  std::vector<double> many_w(kMaxWeightLevels + 1);
+  std::vector<int64_t> many_n(kMaxWeightLevels + 1, 1);
+  for (size_t j = 0; j < many_w.size(); ++j) many_w[j] = 1.0 + static_cast<double>(j);
+  EXPECT_EQ(LogWeightedGammaLowerTail(many_w, many_n, 1.0), 0.0);
+  many_n.back() = 0;  // exactly kMaxWeightLevels counted levels: computed
+  EXPECT_LT(LogWeightedGammaLowerTail(many_w, many_n, 1.0), -100.0);
   // Monotone in x.
   double prev = -1e300;
   for (double x = 0.01; x < 40; x *= 1.3) {

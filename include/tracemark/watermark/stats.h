@@ -26,14 +26,14 @@ double LogGammaLowerTail(int64_t n, double x);
 // lower tail of a weighted sum of i.i.d. Exp(1) scores (a likelihood-weighted Gumbel test, which
 // bench/watermark_power_bench --stats compares with the shipped one; it is weaker on real answers,
 // docs/watermark.md). Levels with count 0 are ignored; 0 (p = 1) when every count is 0, when x is
-// NaN or when a counted level's weight is not finite and positive; -inf when x <= 0.
+// NaN, when a counted level's weight is not finite and positive, when the spans differ in size or
+// when more than kMaxWeightLevels levels have a count; -inf when x <= 0.
 // Computed from the exact mixture series of Moschopoulos (1985) with the truncated remainder
 // bounded from above, and, where the series would need more than kMaxWeightedSeriesTerms terms (long
 // texts: about (x / min w) - sum(counts) terms), from the Chernoff bound
 // min_t [t x - sum_j counts[j] log(1 + t w_j)]; the smaller of the bounds that were computed is
 // returned. Either way the result is never below the true log p (a valid, conservative p-value)
-// and, where the series converged, equal to it to about 1e-12 relative. weights and counts have
-// the same size (at most kMaxWeightLevels).
+// and, where the series converged, equal to it to about 1e-12 relative.
 inline constexpr int kMaxWeightedSeriesTerms = 100000;
 inline constexpr size_t kMaxWeightLevels = 64;
 double LogWeightedGammaLowerTail(std::span<const double> weights, std::span<const int64_t> counts, double x);
