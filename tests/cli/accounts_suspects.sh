@@ -2,15 +2,9 @@
 # From the ledger to a suspect list (docs/cli.md): `accounts list --state S[,S] --ids` prints the
 # ids of the accounts in those states, one per line, and `detect --suspects @FILE` takes the file
 # as it is. A bad state is a usage error (exit 2, one line). Usage: accounts_suspects.sh TRACEMARK_BINARY
-set -euo pipefail
 BIN=$1
-MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
-[ -f "$MODEL" ] || { echo "SKIP: $MODEL missing (run scripts/setup.sh)"; exit 0; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-cp tests/data/cli/test.keyring "$tmp/k"
-chmod 600 "$tmp/k"
+source "$(dirname "$0")/../lib/cli_test.sh"
+test_keyring "$tmp/k"
 DB="sqlite:$tmp/ledger.db"
 ids=()
 for name in alice bob carol dave; do

@@ -8,17 +8,11 @@
 #   - shards scanned with and without the filter never merge, and merge needs the same setting;
 #   - --max-token-prob 0, 1.5 and a missing --model are usage errors (exit 2, one clear line).
 # Usage: scan_token_prob.sh TRACEMARK_BINARY
-set -euo pipefail
 BIN=$(realpath "$1")
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
-MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
-[ -f "$MODEL" ] || { echo "SKIP: $MODEL missing (run scripts/setup.sh)"; exit 0; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-cp tests/data/cli/test.keyring "$tmp/k"
-chmod 600 "$tmp/k"
+source tests/lib/cli_test.sh
+test_keyring "$tmp/k"
 P=0.5
 # Nearly every document is a results row at this threshold, so rows carry (almost) all p-values.
 THR=0.999999

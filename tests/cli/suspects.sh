@@ -4,16 +4,9 @@
 # holding the writer names it; a list without the writer names nobody; @FILE lists work; bad
 # lists are usage errors (exit 2, one line); scan rows carry the targeted fields and name only
 # suspects; shards scanned with different lists do not merge. Usage: suspects.sh TRACEMARK_BINARY
-set -euo pipefail
 BIN=$1
-MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
-[ -f "$MODEL" ] || { echo "SKIP: $MODEL missing (run scripts/setup.sh)"; exit 0; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
-cp tests/data/cli/test.keyring "$tmp/k"
-chmod 600 "$tmp/k"
+source "$(dirname "$0")/../lib/cli_test.sh"
+test_keyring "$tmp/k"
 PLANTED=tests/data/redteam/planted_wm.jsonl
 python3 - "$PLANTED" "$tmp" <<'PY'
 import json, sys

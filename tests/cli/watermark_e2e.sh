@@ -2,14 +2,8 @@
 # End to end through the CLI contract (docs/cli.md): keyring init, generate with an account's
 # watermark, detect -> watermarked and attributed to that account; unmarked text -> not
 # watermarked; usage errors exit 2. Usage: watermark_e2e.sh TRACEMARK_BINARY
-set -euo pipefail
 BIN=$1
-MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
-[ -f "$MODEL" ] || { echo "SKIP: $MODEL missing (run scripts/setup.sh)"; exit 0; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+source "$(dirname "$0")/../lib/cli_test.sh"
 
 "$BIN" keyring init "$tmp/keyring"
 [ "$(stat -c %a "$tmp/keyring")" = 600 ] || fail "keyring mode is not 0600"
@@ -17,8 +11,7 @@ field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
 # Generation and detection use a committed test-only keyring, so the same seed gives the same
 # bytes and the same verdict on every run (power is measured in bench/, not here).
-cp tests/data/cli/test.keyring "$tmp/test.keyring"
-chmod 600 "$tmp/test.keyring"
+test_keyring "$tmp/test.keyring"
 KR="$tmp/test.keyring"
 PROMPT="Write a long essay about the history of lighthouses, with many details."
 "$BIN" generate --model "$MODEL" --chat --keyring "$KR" --account 4242 --seed 1 \

@@ -3,13 +3,8 @@
 # trained on the committed watermarked + clean test data is written as GGUF, reports its loss and
 # token counts in JSON, and is served by our engine (`tracemark generate --model student.gguf`).
 # Usage errors exit 2. Usage: train_student_cli.sh TRACEMARK_BINARY
-set -euo pipefail
 BIN=$1
-MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
-[ -f "$MODEL" ] || { echo "SKIP: $MODEL missing (run scripts/setup.sh)"; exit 0; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/../lib/cli_test.sh"
 
 "$BIN" redteam train-student --teacher "$MODEL" --data tests/data/student/kgw_account7.jsonl \
   --clean tests/data/student/clean_kjv.txt --fraction 0.5 --out "$tmp/student.gguf" --steps 60 --lr 0.01 \
