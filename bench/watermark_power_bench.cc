@@ -728,6 +728,9 @@ void AnalyzeStatistics(const Options& opt, tmk::Model& model, const Cell& c) {
                  [](const Tup& t) { return t.p1 <= 0.9; }, kInd, d);
   }
   const double log_threshold = std::log(1e-6);
+  constexpr int kGrid = 18;  // kWlr weights 2^((j - 6) / 2), j = 0..17: 1/8 .. 2^5.5
+  std::array<double, kGrid> grid{};
+  for (int j = 0; j < kGrid; ++j) grid[static_cast<size_t>(j)] = std::exp2((j - 6) / 2.0);
   FILE* dump = opt.dump_tuples.empty() ? nullptr : std::fopen(opt.dump_tuples.c_str(), "a");
   for (const Sequence* s : c.seqs) {
     const TokenProbe& probe = CachedProbe(opt, model, s);
@@ -752,9 +755,6 @@ void AnalyzeStatistics(const Options& opt, tmk::Model& model, const Cell& c) {
                      i < s->flags.size() ? s->flags[i] : '?');
       }
     }
-    constexpr int kGrid = 18;  // weights 2^((j - 6) / 2), j = 0..17: 1/8 .. 2^5.5
-    std::array<double, kGrid> grid{};
-    for (int j = 0; j < kGrid; ++j) grid[static_cast<size_t>(j)] = std::exp2((j - 6) / 2.0);
     for (Variant& x : v) {
       size_t li = 0;
       double n = 0, sum = 0;
